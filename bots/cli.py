@@ -1,0 +1,57 @@
+"""The `voicebot` command: `voicebot serve [--host H] [--port P]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from loguru import logger
+
+from pipeline.settings import SettingsError, load_settings
+
+
+def configure_logging(level: str) -> None:
+    """One sink on stderr at the configured level (loguru defaults to DEBUG)."""
+    logger.remove()
+    logger.add(sys.stderr, level=level)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"voicebot: {exc}", file=sys.stderr)
+        return 2
+    host = args.host or settings.host
+    port = args.port or settings.port
+    configure_logging(settings.log_level)
+
+    import uvicorn
+
+    from bots.server import create_app
+
+    logger.info(f"Serving on http://{host}:{port}")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        # Compressing every 20 ms audio frame costs ~5 % CPU for no gain on PCM.
+        ws_per_message_deflate=False,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="voicebot", description="Real-time voice bot server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the bot over HTTP/WebSocket")
+    serve.add_argument("--host", help="interface to bind (default: VOICEBOT_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: VOICEBOT_PORT or 8000)")
+    serve.set_defaults(handler=_serve)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Service selection: which STT, LLM and TTS a session uses, and building them.
+
+`auto` picks the cloud service when its credentials are configured and the embedded offline
+stack otherwise, so a fresh checkout with no keys still works end to end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pipecat.services.llm_service import LLMService
+from pipecat.services.stt_service import STTService
+from pipecat.services.tts_service import TTSService
+
+from pipeline.resources import SharedResources
+from pipeline.settings import Settings
+
+Concrete = Literal["deepgram", "openai", "local"]
+
+
+@dataclass(frozen=True)
+class Providers:
+    """The concrete provider of each stage after `auto` has been resolved."""
+
+    stt: Concrete
+    llm: Concrete
+    tts: Concrete
+
+    @property
+    def needs_offline_stack(self) -> bool:
+        return "local" in (self.stt, self.llm, self.tts)
+
+    def describe(self) -> str:
+        return f"STT={self.stt} LLM={self.llm} TTS={self.tts}"
+
+
+def resolve_providers(settings: Settings) -> Providers:
+    """Turn each `auto` into a concrete provider from the configured credentials."""
+    has_deepgram = settings.deepgram_api_key is not None
+    has_openai = settings.openai_api_key is not None
+
+    stt = settings.stt_provider
+    if stt == "auto":
+        stt = "deepgram" if has_deepgram else "local"
+    llm = settings.llm_provider
+    if llm == "auto":
+        llm = "openai" if has_openai or settings.openai_base_url else "local"
+    tts = settings.tts_provider
+    if tts == "auto":
+        tts = "deepgram" if has_deepgram else "openai" if has_openai else "local"
+    return Providers(stt=stt, llm=llm, tts=tts)
+
+
+def _secret(value) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+def build_stt(providers: Providers, settings: Settings, resources: SharedResources) -> STTService:
+    if providers.stt == "deepgram":
+        from pipecat.services.deepgram.stt import DeepgramSTTService
+
+        return DeepgramSTTService(
+            api_key=_secret(settings.deepgram_api_key),
+            base_url=settings.deepgram_base_url,
+            settings=DeepgramSTTService.Settings(model=settings.deepgram_stt_model),
+        )
+    if providers.stt == "openai":
+        from pipecat.services.openai.stt import OpenAISTTService
+
+        return OpenAISTTService(
+            api_key=_secret(settings.openai_api_key),
+            base_url=settings.openai_base_url,
+            settings=OpenAISTTService.Settings(model=settings.openai_stt_model),
+        )
+    from processors.moonshine_stt import MoonshineSTTService
+
+    return MoonshineSTTService(transcriber=resources.require_transcriber())
+
+
+def build_llm(providers: Providers, settings: Settings, resources: SharedResources) -> LLMService:
+    from pipecat.services.openai.llm import OpenAILLMService
+
+    if providers.llm == "local":
+        return OpenAILLMService(
+            api_key="local",
+            base_url=resources.require_local_llm_url(),
+            settings=OpenAILLMService.Settings(
+                model="local",
+                system_instruction=settings.bot_system_prompt,
+                max_tokens=settings.local_llm_max_tokens,
+                temperature=0.2,
+            ),
+        )
+    return OpenAILLMService(
+        api_key=_secret(settings.openai_api_key) or "none",
+        base_url=settings.openai_base_url,
+        settings=OpenAILLMService.Settings(
+            model=settings.openai_model, system_instruction=settings.bot_system_prompt
+        ),
+    )
+
+
+def build_tts(providers: Providers, settings: Settings, resources: SharedResources) -> TTSService:
+    if providers.tts == "deepgram":
+        from pipecat.services.deepgram.tts import DeepgramTTSService
+
+        return DeepgramTTSService(
+            api_key=_secret(settings.deepgram_api_key),
+            base_url=settings.deepgram_base_url or "wss://api.deepgram.com",
+            settings=DeepgramTTSService.Settings(voice=settings.deepgram_tts_voice),
+        )
+    if providers.tts == "openai":
+        from pipecat.services.openai.tts import OpenAITTSService
+
+        # OpenAI speech is 24 kHz PCM only; Pipecat resamples it to the transport's rate.
+        return OpenAITTSService(
+            api_key=_secret(settings.openai_api_key),
+            base_url=settings.openai_base_url,
+            sample_rate=24000,
+            settings=OpenAITTSService.Settings(
+                voice=settings.openai_tts_voice, model=settings.openai_tts_model
+            ),
+        )
+    from processors.piper_tts import SharedPiperTTSService
+
+    return SharedPiperTTSService(voice=resources.require_piper_voice())

@@ -1,0 +1,133 @@
+"""A voice session: the one place where a session's pipeline is assembled, for any transport.
+
+transport in → STT → user aggregator (Silero VAD, smart-turn) → LLM → TTS → transport out
+→ assistant aggregator, run by one `PipelineWorker` and its own `WorkerRunner`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from loguru import logger
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.frames.frames import EndFrame, InterruptionFrame, TTSSpeakFrame
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker, ProcessorUnusablePolicy
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.transports.base_transport import BaseTransport
+from pipecat.workers.runner import WorkerRunner
+
+from pipeline.resources import SharedResources
+from pipeline.services import Providers, build_llm, build_stt, build_tts
+from pipeline.settings import Settings
+
+INPUT_SAMPLE_RATE = 16000
+
+
+class VoiceSession:
+    """One conversation: its worker, its identity, and how it ends.
+
+    Example::
+
+        session = VoiceSession.build(transport, settings=s, providers=p, resources=r)
+        await session.run()          # returns when the session has ended
+    """
+
+    def __init__(self, worker: PipelineWorker, session_id: str, greeting: str):
+        self.worker = worker
+        self.session_id = session_id
+        self.end_reason: str | None = None
+        self._greeting = greeting
+        self._started = time.monotonic()
+        self._turns = 0
+
+    @classmethod
+    def build(
+        cls,
+        transport: BaseTransport,
+        *,
+        settings: Settings,
+        providers: Providers,
+        resources: SharedResources,
+        output_sample_rate: int = 24000,
+        session_id: str | None = None,
+    ) -> VoiceSession:
+        session_id = session_id or uuid.uuid4().hex[:12]
+        stt = build_stt(providers, settings, resources)
+        llm = build_llm(providers, settings, resources)
+        tts = build_tts(providers, settings, resources)
+
+        vad = SileroVADAnalyzer(params=VADParams(stop_secs=settings.vad_stop_secs))
+        user_aggregator, assistant_aggregator = LLMContextAggregatorPair(
+            LLMContext(), user_params=LLMUserAggregatorParams(vad_analyzer=vad)
+        )
+
+        pipeline = Pipeline(
+            [
+                transport.input(),
+                stt,
+                user_aggregator,
+                llm,
+                tts,
+                transport.output(),
+                assistant_aggregator,
+            ]
+        )
+        worker = PipelineWorker(
+            pipeline,
+            params=PipelineParams(
+                audio_in_sample_rate=INPUT_SAMPLE_RATE,
+                audio_out_sample_rate=output_sample_rate,
+                enable_metrics=True,
+                enable_usage_metrics=True,
+            ),
+            conversation_id=session_id,
+            # Pipecat's watchdog cancels the call with no goodbye; our processors own timeouts.
+            idle_timeout_secs=None,
+            cancel_on_idle_timeout=False,
+            # A service that can no longer work (bad key, dead device) ends the session
+            # instead of leaving a deaf or mute bot on the line.
+            processor_unusable_policy=ProcessorUnusablePolicy.END,
+        )
+        session = cls(worker, session_id, settings.bot_greeting)
+        session._wire(user_aggregator)
+        return session
+
+    def _wire(self, user_aggregator) -> None:
+        @self.worker.event_handler("on_pipeline_started")
+        async def _greet(worker, frame):
+            if self._greeting:
+                await worker.queue_frame(TTSSpeakFrame(self._greeting))
+
+        @user_aggregator.event_handler("on_user_turn_stopped")
+        async def _count_turn(aggregator, strategy, message):
+            self._turns += 1
+
+    async def on_client_disconnected(self, transport: BaseTransport, client) -> None:
+        """Transport event handler: the peer closed the connection."""
+        await self.hang_up()
+
+    async def hang_up(self) -> None:
+        """The client is gone: drop what is in flight and end the pipeline at once, gracefully."""
+        if self.end_reason is not None:
+            return
+        self.end_reason = "client_hangup"
+        await self.worker.queue_frames([InterruptionFrame(), EndFrame(reason=self.end_reason)])
+
+    async def run(self) -> None:
+        """Run the session to its end and log one line about it."""
+        runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
+        await runner.add_workers(self.worker)
+        try:
+            await runner.run()
+        finally:
+            logger.info(
+                f"Session {self.session_id} ended: reason={self.end_reason or 'unknown'} "
+                f"duration={time.monotonic() - self._started:.1f}s turns={self._turns}"
+            )

@@ -1,0 +1,147 @@
+"""One typed settings object for the whole server, read from the environment and `.env`.
+
+Pipecat silently ignores parameters it does not know; we do the opposite. Every knob is
+validated once at start-up, and a bad value or a misspelt variable name stops the server
+with one line that names the variable, instead of a bot that quietly runs with defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Provider = Literal["auto", "deepgram", "openai", "local"]
+TTSProvider = Literal["auto", "deepgram", "openai", "local"]
+LLMProvider = Literal["auto", "openai", "local"]
+STTProvider = Literal["auto", "deepgram", "openai", "local"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly voice assistant talking to a person over the phone or in a browser. "
+    "Answer in one or two short sentences of plain speech: no lists, no markdown, no emoji, "
+    "because everything you write is spoken aloud."
+)
+
+# Prefixes of the variables we own. A name with one of these prefixes that is not a setting
+# is reported when it is close to a real one (a typo), and always for the VOICEBOT_ prefix.
+_OWNED_PREFIXES = ("VOICEBOT_", "STT_", "LLM_", "TTS_", "BOT_", "VAD_", "DEEPGRAM_", "OPENAI_", "LOCAL_LLM_")
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message is one line per problem, naming the variable."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Field aliases are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    # Server
+    host: str = Field("127.0.0.1", validation_alias="VOICEBOT_HOST")
+    port: int = Field(8000, ge=1, le=65535, validation_alias="VOICEBOT_PORT")
+    log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias="VOICEBOT_LOG_LEVEL"
+    )
+
+    # Service selection
+    stt_provider: STTProvider = Field("auto", validation_alias="STT_PROVIDER")
+    llm_provider: LLMProvider = Field("auto", validation_alias="LLM_PROVIDER")
+    tts_provider: TTSProvider = Field("auto", validation_alias="TTS_PROVIDER")
+
+    # Deepgram
+    deepgram_api_key: SecretStr | None = Field(None, validation_alias="DEEPGRAM_API_KEY")
+    deepgram_base_url: str = Field("", validation_alias="DEEPGRAM_BASE_URL")
+    deepgram_stt_model: str = Field("nova-3-general", validation_alias="DEEPGRAM_STT_MODEL")
+    deepgram_tts_voice: str = Field("aura-2-helena-en", validation_alias="DEEPGRAM_TTS_VOICE")
+
+    # OpenAI (or any OpenAI-compatible server through OPENAI_BASE_URL)
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
+    openai_model: str = Field("gpt-4.1-mini", validation_alias="OPENAI_MODEL")
+    openai_tts_voice: str = Field("alloy", validation_alias="OPENAI_TTS_VOICE")
+    openai_tts_model: str = Field("gpt-4o-mini-tts", validation_alias="OPENAI_TTS_MODEL")
+    openai_stt_model: str = Field("gpt-4o-transcribe", validation_alias="OPENAI_STT_MODEL")
+
+    # Embedded offline stack
+    local_llm_model: Path | None = Field(None, validation_alias="LOCAL_LLM_MODEL")
+    local_llm_context: int = Field(2048, ge=512, le=32768, validation_alias="LOCAL_LLM_CONTEXT")
+    local_llm_threads: int = Field(2, ge=1, le=64, validation_alias="LOCAL_LLM_THREADS")
+    local_llm_max_tokens: int = Field(60, ge=8, le=4096, validation_alias="LOCAL_LLM_MAX_TOKENS")
+
+    # The bot
+    bot_system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, validation_alias="BOT_SYSTEM_PROMPT")
+    bot_greeting: str = Field("Hello! How can I help you today?", validation_alias="BOT_GREETING")
+    vad_stop_secs: float = Field(0.2, gt=0.0, le=5.0, validation_alias="VAD_STOP_SECS")
+
+    @model_validator(mode="after")
+    def _explicit_providers_have_credentials(self) -> Settings:
+        """An explicitly chosen cloud service without its key would fail on the first call; fail now."""
+        needs = {
+            "STT_PROVIDER": (self.stt_provider, {"deepgram": "DEEPGRAM_API_KEY", "openai": "OPENAI_API_KEY"}),
+            "TTS_PROVIDER": (self.tts_provider, {"deepgram": "DEEPGRAM_API_KEY", "openai": "OPENAI_API_KEY"}),
+        }
+        keys = {"DEEPGRAM_API_KEY": self.deepgram_api_key, "OPENAI_API_KEY": self.openai_api_key}
+        for variable, (choice, required) in needs.items():
+            key_name = required.get(choice)
+            if key_name and not keys[key_name]:
+                raise ValueError(f"{variable}={choice} needs {key_name}")
+        if self.llm_provider == "openai" and not (self.openai_api_key or self.openai_base_url):
+            raise ValueError("LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL")
+        if self.local_llm_model is not None and not self.local_llm_model.is_file():
+            raise ValueError(f"LOCAL_LLM_MODEL={self.local_llm_model} is not a file")
+        return self
+
+
+def _setting_names() -> list[str]:
+    return [str(field.validation_alias) for field in Settings.model_fields.values()]
+
+
+def _misspelt_variables(environ: dict[str, str]) -> list[str]:
+    """Names in the environment that look like one of our settings but are not one."""
+    known = set(_setting_names())
+    problems = []
+    for name in environ:
+        upper = name.upper()
+        if upper in known or not upper.startswith(_OWNED_PREFIXES):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+        if close:
+            problems.append(f"unknown setting {name} (did you mean {close[0]}?)")
+        elif upper.startswith("VOICEBOT_"):
+            problems.append(f"unknown setting {name}")
+    return problems
+
+
+def _describe(error: dict) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()) if part != "__root__")
+    message = error.get("msg", "invalid").removeprefix("Value error, ")
+    if not location:
+        return message
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) or value is None else f"={value!r}"
+    if error.get("type") == "extra_forbidden":
+        return f"unknown setting {location.upper()} in .env"
+    return f"{location.upper()}{shown}: {message}"
+
+
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """Read and validate the settings, or raise SettingsError with one line per problem."""
+    problems = _misspelt_variables(dict(os.environ))
+    settings = None
+    try:
+        settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems.extend(_describe(error) for error in exc.errors())
+    if problems or settings is None:
+        raise SettingsError("; ".join(f"invalid configuration: {p}" for p in problems))
+    return settings

@@ -1,0 +1,136 @@
+"""Who holds the floor, followed from the frames passing one point of the pipeline.
+
+Pure bookkeeping with no timers and no pipeline, so it can be tested frame by frame. The idle
+and silence clocks ask it two questions: is the bot busy (the user is owed a reply or is
+hearing one), and since when has the conversation been waiting on the user.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    Frame,
+    InputAudioRawFrame,
+    InputDTMFFrame,
+    InputTransportMessageFrame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TTSSpeakFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+
+# Frames that prove the client is alive and sending.
+CLIENT_INPUT_FRAMES = (InputAudioRawFrame, InputTransportMessageFrame, InputDTMFFrame)
+
+# How long a hand-over between stages may take before we stop counting it as "the bot is busy":
+# end of speech -> transcript -> user turn decision -> LLM start, or LLM text -> first audio.
+# Pipecat's own user-turn stop timeout is 5 s; nothing in between takes longer unless broken.
+DEFAULT_HANDOVER_SECS = 6.0
+
+
+class ConversationState:
+    """Tracks user speech, LLM generation and bot speech.
+
+    The bot is *busy* from the end of the user's speech until it has finished speaking its reply:
+    while the STT finalises and the turn is decided (a bounded hand-over), while the LLM generates
+    (unbounded: however long it takes), while TTS audio is pending (bounded) and while the bot
+    speaks (unbounded).
+
+    Example::
+
+        state = ConversationState()
+        state.observe(frame)           # for every frame that passes
+        if not state.bot_busy and not state.user_speaking: ...
+    """
+
+    def __init__(
+        self, *, handover_secs: float = DEFAULT_HANDOVER_SECS, clock: Callable[[], float] = time.monotonic
+    ):
+        self._clock = clock
+        self._handover_secs = handover_secs
+        self._user_speaking = False
+        self._llm_active = False
+        self._reply_has_text = False
+        self._bot_speaking = False
+        self._handover_until = 0.0
+        self.restart()
+
+    def restart(self) -> None:
+        """Start every clock from now (the session has just started)."""
+        now = self._clock()
+        self.last_client_input = now
+        self.last_user_speech = now
+        self._busy_ended_at = now
+
+    @property
+    def user_speaking(self) -> bool:
+        return self._user_speaking
+
+    @property
+    def bot_busy(self) -> bool:
+        return self._llm_active or self._bot_speaking or self._clock() < self._handover_until
+
+    @property
+    def waiting_since(self) -> float:
+        """When the bot last stopped being busy (a lapsed hand-over counts from its deadline)."""
+        if self.bot_busy:
+            return self._clock()
+        return max(self._busy_ended_at, self._handover_until)
+
+    def expect_bot_speech(self) -> None:
+        """The bot is about to speak something we pushed ourselves (a prompt, a greeting)."""
+        self._begin_handover()
+
+    def _begin_handover(self) -> None:
+        self._handover_until = self._clock() + self._handover_secs
+
+    def _end_busy(self) -> None:
+        self._handover_until = 0.0
+        self._busy_ended_at = self._clock()
+
+    def observe(self, frame: Frame) -> None:
+        """Update the state from one frame (any direction)."""
+        if isinstance(frame, CLIENT_INPUT_FRAMES):
+            self.last_client_input = self._clock()
+        elif isinstance(frame, VADUserStartedSpeakingFrame | UserStartedSpeakingFrame):
+            self._user_speaking = True
+            self.last_user_speech = self._clock()
+        elif isinstance(frame, VADUserStoppedSpeakingFrame | UserStoppedSpeakingFrame):
+            self._user_speaking = False
+            self.last_user_speech = self._clock()
+            if not (self._llm_active or self._bot_speaking):
+                self._begin_handover()
+        elif isinstance(frame, InterruptionFrame):
+            self._llm_active = False  # the reply being generated was dropped
+        elif isinstance(frame, LLMFullResponseStartFrame):
+            self._llm_active = True
+            self._reply_has_text = False
+        elif isinstance(frame, LLMTextFrame):
+            self._reply_has_text = self._reply_has_text or bool(frame.text.strip())
+        elif isinstance(frame, LLMFullResponseEndFrame):
+            self._llm_active = False
+            if self._bot_speaking:
+                return
+            if self._reply_has_text:
+                self._begin_handover()  # TTS is still turning the reply into audio
+            else:
+                self._end_busy()  # nothing to say: the user is waited on again
+        elif isinstance(frame, TTSSpeakFrame):
+            if not self._bot_speaking:
+                self._begin_handover()
+        elif isinstance(frame, BotStartedSpeakingFrame):
+            self._bot_speaking = True
+            self._handover_until = 0.0
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self._bot_speaking = False
+            if not self._llm_active:
+                self._end_busy()

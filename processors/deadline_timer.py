@@ -1,0 +1,67 @@
+"""A frame processor with one long-lived timer task: the shared skeleton of our session clocks."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pipecat.frames.frames import CancelFrame, EndFrame, Frame, StartFrame
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+
+class DeadlineTimerProcessor(FrameProcessor):
+    """Passes every frame through; a single task sleeps until `seconds_until_due()` reaches zero.
+
+    Subclasses watch frames in `observe()`, say when they are due, and act in `on_due()`.
+    Deadlines only ever move later, so the task sleeps exactly until the current deadline,
+    re-checks, and sleeps again: no per-frame timer resets, no polling.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._timer_task: asyncio.Task | None = None
+
+    def on_start(self) -> None:
+        """The session started; reset clocks."""
+
+    def observe(self, frame: Frame, direction: FrameDirection) -> None:
+        """Look at a frame passing through (either direction)."""
+
+    def seconds_until_due(self) -> float:
+        """Seconds until `on_due()` should run; `float('inf')` when the timer is off."""
+        raise NotImplementedError
+
+    async def on_due(self) -> bool:
+        """Act on the deadline. Return True to keep the timer running, False to stop it for good."""
+        raise NotImplementedError
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            await self.push_frame(frame, direction)
+            self.on_start()
+            if self.seconds_until_due() != float("inf"):
+                self._timer_task = self.create_task(self._run_timer(), name=f"{self.name}::timer")
+            return
+        if isinstance(frame, EndFrame | CancelFrame):
+            await self._stop_timer()
+        else:
+            self.observe(frame, direction)
+        await self.push_frame(frame, direction)
+
+    async def _run_timer(self) -> None:
+        while True:
+            due_in = self.seconds_until_due()
+            if due_in <= 0:
+                if not await self.on_due():
+                    return
+                continue
+            await asyncio.sleep(min(due_in, 3600.0))
+
+    async def _stop_timer(self) -> None:
+        task, self._timer_task = self._timer_task, None
+        if task is not None and not task.done():
+            await self.cancel_task(task)
+
+    async def cleanup(self):
+        await super().cleanup()
+        await self._stop_timer()

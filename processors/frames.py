@@ -1,0 +1,76 @@
+"""Our frames, and the one vocabulary of session endings used by frames, clients, logs and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pipecat.frames.frames import ControlFrame, OutputTransportMessageFrame
+
+
+class EndReason(StrEnum):
+    """Why a session ended. Exactly one per session; clients see these strings."""
+
+    IDLE_TIMEOUT = "idle_timeout"
+    SILENCE_TIMEOUT = "silence_timeout"
+    MAX_DURATION = "max_duration"
+    CLIENT_HANGUP = "client_hangup"
+    SERVER_SHUTDOWN = "server_shutdown"
+    ERROR = "error"
+
+
+@dataclass
+class EndSessionFrame(ControlFrame):
+    """Asks for a graceful end: the goodbye is spoken in full, the client is told why, then the end.
+
+    Non-interruptible, so a barge-in cannot drop it. `SessionEndProcessor` turns it into the
+    goodbye, the client notice and an `EndWorkerFrame`.
+
+    Parameters:
+        reason: Why the session ends.
+        goodbye: What the bot says last; empty for none.
+    """
+
+    reason: EndReason = EndReason.ERROR
+    goodbye: str = ""
+    interruptible: bool = field(default=False, init=False)
+
+    def __str__(self) -> str:
+        return f"{self.name}(reason: {self.reason})"
+
+
+@dataclass
+class IdleTimeoutFrame(EndSessionFrame):
+    """The client sent nothing at all for the idle timeout while the bot was not busy."""
+
+    reason: EndReason = EndReason.IDLE_TIMEOUT
+
+
+@dataclass
+class SilenceTimeoutFrame(EndSessionFrame):
+    """Audio kept arriving but nobody spoke, through every re-prompt."""
+
+    reason: EndReason = EndReason.SILENCE_TIMEOUT
+
+
+@dataclass
+class MaxDurationFrame(EndSessionFrame):
+    """The session reached its hard length cap."""
+
+    reason: EndReason = EndReason.MAX_DURATION
+
+
+@dataclass
+class SessionEndedMessageFrame(OutputTransportMessageFrame):
+    """Tells the client why the session ends; queued after the goodbye audio, before the close.
+
+    Each transport's serializer renders it in its own protocol (an RTVI server message on `/ws`).
+    """
+
+    @classmethod
+    def for_reason(cls, reason: EndReason) -> SessionEndedMessageFrame:
+        return cls(message={"type": "session-ended", "reason": str(reason)})
+
+    @property
+    def reason(self) -> str:
+        return self.message["reason"]

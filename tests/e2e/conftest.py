@@ -1,0 +1,15 @@
+"""End-to-end fixtures: the real server on the embedded offline stack."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.server import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def offline_server():
+    """One real `voicebot serve` on the offline stack for a test module (models load once)."""
+    server = ServerProcess(env={"BOT_GREETING": "Hello! How can I help you today?"}).start()
+    yield server
+    server.stop()

@@ -1,0 +1,30 @@
+"""Service selection: `auto` follows the configured credentials, explicit choices are honoured."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.services import resolve_providers
+from pipeline.settings import load_settings
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, ("local", "local", "local")),
+        ({"DEEPGRAM_API_KEY": "dg"}, ("deepgram", "local", "deepgram")),
+        ({"OPENAI_API_KEY": "sk"}, ("local", "openai", "openai")),
+        ({"DEEPGRAM_API_KEY": "dg", "OPENAI_API_KEY": "sk"}, ("deepgram", "openai", "deepgram")),
+        ({"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"}, ("local", "openai", "local")),
+        ({"DEEPGRAM_API_KEY": "dg", "STT_PROVIDER": "local", "TTS_PROVIDER": "local"}, ("local",) * 3),
+        ({"OPENAI_API_KEY": "sk", "LLM_PROVIDER": "local"}, ("local", "local", "openai")),
+        ({"DEEPGRAM_API_KEY": "dg", "OPENAI_API_KEY": "sk", "TTS_PROVIDER": "openai"},
+         ("deepgram", "openai", "openai")),
+    ],
+)  # fmt: skip
+def test_auto_resolution(clean_env, env, expected):
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    providers = resolve_providers(load_settings())
+    assert (providers.stt, providers.llm, providers.tts) == expected
+    assert providers.needs_offline_stack == ("local" in expected)
