@@ -77,8 +77,7 @@ class LocalLLMServer:
         )  # fmt: skip
         await self._wait_until_ready()
         logger.info(
-            f"Local LLM ready: {self._model_path.name} on {self.base_url} "
-            f"({time.monotonic() - started:.1f}s)"
+            f"Local LLM ready: {self._model_path.name} on {self.base_url} ({time.monotonic() - started:.1f}s)"
         )
         return self.base_url
 

@@ -28,7 +28,7 @@ DEFAULT_SYSTEM_PROMPT = (
 
 # Prefixes of the variables we own. A name with one of these prefixes that is not a setting
 # is reported when it is close to a real one (a typo), and always for the VOICEBOT_ prefix.
-_OWNED_PREFIXES = ("VOICEBOT_", "STT_", "LLM_", "TTS_", "BOT_", "VAD_", "DEEPGRAM_", "OPENAI_", "LOCAL_LLM_")
+OWNED_PREFIXES = ("VOICEBOT_", "STT_", "LLM_", "TTS_", "BOT_", "VAD_", "DEEPGRAM_", "OPENAI_", "LOCAL_LLM_")
 
 
 class SettingsError(ValueError):
@@ -112,7 +112,7 @@ def _misspelt_variables(environ: dict[str, str]) -> list[str]:
     problems = []
     for name in environ:
         upper = name.upper()
-        if upper in known or not upper.startswith(_OWNED_PREFIXES):
+        if upper in known or not upper.startswith(OWNED_PREFIXES):
             continue
         close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
         if close:

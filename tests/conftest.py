@@ -6,14 +6,14 @@ import os
 
 import pytest
 
-from tests.support.server import _SETTING_PREFIXES
+from pipeline.settings import OWNED_PREFIXES
 
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path):
     """No setting from the developer's environment or `.env` leaks into a unit test."""
     for name in list(os.environ):
-        if name.startswith(_SETTING_PREFIXES):
+        if name.startswith(OWNED_PREFIXES):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return monkeypatch

@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from pipeline.settings import OWNED_PREFIXES
+
 # Lines that must never appear in a clean session's log.
 UNCLEAN_LOG = re.compile(
     r"Traceback|CancelledError|exception was never retrieved|dangling task|Task was destroyed",
@@ -38,7 +40,7 @@ class ServerProcess:
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self._workdir = tempfile.TemporaryDirectory(prefix="voicebot-test-")
         self.log_path = Path(self._workdir.name) / "server.log"
-        keep = {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
+        keep = {k: v for k, v in os.environ.items() if not k.startswith(OWNED_PREFIXES)}
         self._env = {**keep, "VOICEBOT_LOG_LEVEL": "DEBUG", **(env or {})}
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen | None = None
@@ -90,6 +92,3 @@ class ServerProcess:
                 self._process.kill()
                 self._process.wait()
         return self._process.returncode
-
-
-_SETTING_PREFIXES = ("VOICEBOT_", "STT_", "LLM_", "TTS_", "BOT_", "VAD_", "DEEPGRAM_", "OPENAI_", "LOCAL_LLM_")
