@@ -56,7 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def browser_session(websocket: WebSocket) -> None:
         runtime: Runtime = app.state.runtime
         await websocket.accept()
-        transport = browser_transport(websocket)
+        session: VoiceSession | None = None
+        transport = browser_transport(websocket, close_reason=lambda: session and session.end_reason)
         session = VoiceSession.build(
             transport,
             settings=runtime.settings,

@@ -1,7 +1,10 @@
 """A voice session: the one place where a session's pipeline is assembled, for any transport.
 
-transport in → STT → user aggregator (Silero VAD, smart-turn) → LLM → TTS → transport out
-→ assistant aggregator, run by one `PipelineWorker` and its own `WorkerRunner`.
+transport in → STT → user aggregator (Silero VAD, smart-turn) → LLM → [idle, silence, max
+duration, session end] → TTS → transport out → assistant aggregator, run by one
+`PipelineWorker` and its own `WorkerRunner`. Our processors sit after the LLM: there they see
+client input (which flows through), LLM responses, and bot speech (pushed upstream by the
+output transport), and what they push reaches the TTS.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import uuid
 from loguru import logger
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
-from pipecat.frames.frames import EndFrame, InterruptionFrame, TTSSpeakFrame
+from pipecat.frames.frames import EndFrame, ErrorFrame, InterruptionFrame, TTSSpeakFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker, ProcessorUnusablePolicy
 from pipecat.processors.aggregators.llm_context import LLMContext
@@ -26,6 +29,11 @@ from pipecat.workers.runner import WorkerRunner
 from pipeline.resources import SharedResources
 from pipeline.services import Providers, build_llm, build_stt, build_tts
 from pipeline.settings import Settings
+from processors.frames import EndReason, EndSessionFrame
+from processors.idle_timeout import IdleTimeoutProcessor
+from processors.max_duration import MaxDurationProcessor
+from processors.session_end import SessionEndProcessor
+from processors.silence_timeout import SilenceTimeoutProcessor
 
 INPUT_SAMPLE_RATE = 16000
 
@@ -39,11 +47,12 @@ class VoiceSession:
         await session.run()          # returns when the session has ended
     """
 
-    def __init__(self, worker: PipelineWorker, session_id: str, greeting: str):
+    def __init__(self, worker: PipelineWorker, session_id: str, settings: Settings):
         self.worker = worker
         self.session_id = session_id
-        self.end_reason: str | None = None
-        self._greeting = greeting
+        self.end_reason: EndReason | None = None
+        self._greeting = settings.bot_greeting
+        self._goodbye = settings.goodbye
         self._started = time.monotonic()
         self._turns = 0
 
@@ -68,12 +77,22 @@ class VoiceSession:
             LLMContext(), user_params=LLMUserAggregatorParams(vad_analyzer=vad)
         )
 
+        session_end = SessionEndProcessor()
         pipeline = Pipeline(
             [
                 transport.input(),
                 stt,
                 user_aggregator,
                 llm,
+                IdleTimeoutProcessor(timeout_secs=settings.idle_timeout_secs, goodbye=settings.goodbye),
+                SilenceTimeoutProcessor(
+                    timeout_secs=settings.silence_timeout_secs,
+                    prompt=settings.silence_prompt,
+                    prompts=settings.silence_prompts,
+                    goodbye=settings.goodbye,
+                ),
+                MaxDurationProcessor(max_secs=settings.max_session_secs, goodbye=settings.goodbye),
+                session_end,
                 tts,
                 transport.output(),
                 assistant_aggregator,
@@ -91,15 +110,25 @@ class VoiceSession:
             # Pipecat's watchdog cancels the call with no goodbye; our processors own timeouts.
             idle_timeout_secs=None,
             cancel_on_idle_timeout=False,
-            # A service that can no longer work (bad key, dead device) ends the session
-            # instead of leaving a deaf or mute bot on the line.
-            processor_unusable_policy=ProcessorUnusablePolicy.END,
+            # A service that can no longer work (bad key, dead device) must not leave a deaf
+            # or mute bot on the line; we end the session ourselves (see _on_error) so the
+            # client is told why, through the same end path as every other ending.
+            processor_unusable_policy=ProcessorUnusablePolicy.CONTINUE,
         )
-        session = cls(worker, session_id, settings.bot_greeting)
-        session._wire(user_aggregator)
+        session = cls(worker, session_id, settings)
+        session._wire(user_aggregator, session_end)
         return session
 
-    def _wire(self, user_aggregator) -> None:
+    def _wire(self, user_aggregator, session_end: SessionEndProcessor) -> None:
+        @session_end.event_handler("on_session_ending")
+        async def _record_reason(processor, reason: EndReason):
+            self.end_reason = self.end_reason or reason
+
+        @self.worker.event_handler("on_pipeline_error")
+        async def _on_error(worker, frame: ErrorFrame):
+            if frame.processor is not None and not frame.processor.is_usable:
+                await self.end(EndReason.ERROR)
+
         @self.worker.event_handler("on_pipeline_started")
         async def _greet(worker, frame):
             if self._greeting:
@@ -114,11 +143,20 @@ class VoiceSession:
         await self.hang_up()
 
     async def hang_up(self) -> None:
-        """The client is gone: drop what is in flight and end the pipeline at once, gracefully."""
-        if self.end_reason is not None:
-            return
-        self.end_reason = "client_hangup"
-        await self.worker.queue_frames([InterruptionFrame(), EndFrame(reason=self.end_reason)])
+        """The client is gone: drop what is in flight and end the pipeline at once, gracefully.
+
+        No goodbye (nobody is listening) and no `CancelFrame`: an interruption empties the
+        queues, then an `EndFrame` stops every processor in order.
+        """
+        if self.end_reason is None:
+            self.end_reason = EndReason.CLIENT_HANGUP
+        await self.worker.queue_frames([InterruptionFrame(), EndFrame(reason=str(self.end_reason))])
+
+    async def end(self, reason: EndReason) -> None:
+        """End from outside the pipeline (shutdown, error): stop the bot, say goodbye, end."""
+        await self.worker.queue_frames(
+            [InterruptionFrame(), EndSessionFrame(reason=reason, goodbye=self._goodbye)]
+        )
 
     async def run(self) -> None:
         """Run the session to its end and log one line about it."""
@@ -128,6 +166,6 @@ class VoiceSession:
             await runner.run()
         finally:
             logger.info(
-                f"Session {self.session_id} ended: reason={self.end_reason or 'unknown'} "
+                f"Session {self.session_id} ended: reason={self.end_reason or EndReason.ERROR} "
                 f"duration={time.monotonic() - self._started:.1f}s turns={self._turns}"
             )

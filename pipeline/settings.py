@@ -83,6 +83,18 @@ class Settings(BaseSettings):
     bot_greeting: str = Field("Hello! How can I help you today?", validation_alias="BOT_GREETING")
     vad_stop_secs: float = Field(0.2, gt=0.0, le=5.0, validation_alias="VAD_STOP_SECS")
 
+    # Ending sessions (0 turns a timeout off)
+    idle_timeout_secs: float = Field(30.0, ge=0.0, le=86400.0, validation_alias="VOICEBOT_IDLE_TIMEOUT_SECS")
+    silence_timeout_secs: float = Field(
+        20.0, ge=0.0, le=86400.0, validation_alias="VOICEBOT_SILENCE_TIMEOUT_SECS"
+    )
+    silence_prompt: str = Field(
+        "Are you still there?", min_length=1, validation_alias="VOICEBOT_SILENCE_PROMPT"
+    )
+    silence_prompts: int = Field(1, ge=0, le=10, validation_alias="VOICEBOT_SILENCE_PROMPTS")
+    goodbye: str = Field("Thanks for talking with me. Goodbye!", validation_alias="VOICEBOT_GOODBYE")
+    max_session_secs: float = Field(0.0, ge=0.0, le=86400.0, validation_alias="VOICEBOT_MAX_SESSION_SECS")
+
     @model_validator(mode="after")
     def _explicit_providers_have_credentials(self) -> Settings:
         """An explicitly chosen cloud service without its key would fail on the first call; fail now."""

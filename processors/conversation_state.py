@@ -67,9 +67,13 @@ class ConversationState:
     def restart(self) -> None:
         """Start every clock from now (the session has just started)."""
         now = self._clock()
+        self.last_client_audio = float("-inf")
         self.last_client_input = now
         self.last_user_speech = now
         self._busy_ended_at = now
+
+    def now(self) -> float:
+        return self._clock()
 
     @property
     def user_speaking(self) -> bool:
@@ -101,6 +105,8 @@ class ConversationState:
         """Update the state from one frame (any direction)."""
         if isinstance(frame, CLIENT_INPUT_FRAMES):
             self.last_client_input = self._clock()
+            if isinstance(frame, InputAudioRawFrame):
+                self.last_client_audio = self.last_client_input
         elif isinstance(frame, VADUserStartedSpeakingFrame | UserStartedSpeakingFrame):
             self._user_speaking = True
             self.last_user_speech = self._clock()

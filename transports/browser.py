@@ -6,10 +6,18 @@ This is the wire format of Pipecat's official clients (`@pipecat-ai/client-js` w
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
+import pipecat.frames.protobufs.frames_pb2 as frame_protos
 from fastapi import WebSocket
 from pipecat.frames.frames import Frame, OutputTransportMessageFrame, OutputTransportMessageUrgentFrame
+from pipecat.processors.frameworks.rtvi.models import MESSAGE_LABEL
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
+
+from processors.frames import SessionEndedMessageFrame
+from transports.closing_websocket import ClosingWebSocket
 
 BROWSER_OUTPUT_SAMPLE_RATE = 24000
 
@@ -22,16 +30,30 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
     """
 
     async def serialize(self, frame: Frame) -> str | bytes | None:
+        if isinstance(frame, SessionEndedMessageFrame):
+            return self._rtvi_server_message(frame.message)
         messages = (OutputTransportMessageFrame, OutputTransportMessageUrgentFrame)
         if isinstance(frame, messages) or type(frame) in self.SERIALIZABLE_TYPES:
             return await super().serialize(frame)
         return None
 
+    @staticmethod
+    def _rtvi_server_message(data: dict) -> bytes:
+        """An RTVI `server-message`, which Pipecat clients surface as `onServerMessage(data)`."""
+        proto = frame_protos.Frame()
+        proto.message.data = json.dumps({"label": MESSAGE_LABEL, "type": "server-message", "data": data})
+        return proto.SerializeToString()
 
-def browser_transport(websocket: WebSocket) -> FastAPIWebsocketTransport:
-    """A transport for one accepted browser WebSocket: 16 kHz PCM in, 24 kHz PCM out."""
+
+def browser_transport(
+    websocket: WebSocket, close_reason: Callable[[], str | None]
+) -> FastAPIWebsocketTransport:
+    """A transport for one accepted browser WebSocket: 16 kHz PCM in, 24 kHz PCM out.
+
+    When the session ends the socket closes with code 1000 and `close_reason()` as the reason.
+    """
     return FastAPIWebsocketTransport(
-        websocket,
+        ClosingWebSocket(websocket, close_reason),
         FastAPIWebsocketParams(
             audio_in_enabled=True,
             audio_out_enabled=True,

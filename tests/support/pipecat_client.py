@@ -32,12 +32,31 @@ class Received:
     def rtvi(self, message_type: str) -> list[dict]:
         return [m for _, m in self.messages if m.get("type") == message_type]
 
+    def times(self, message_type: str) -> list[float]:
+        return [at for at, m in self.messages if m.get("type") == message_type]
+
+    def server_messages(self) -> list[dict]:
+        return [m["data"] for m in self.rtvi("server-message")]
+
+    def bot_texts(self) -> list[str]:
+        """Sentences the bot finished speaking (RTVI v2 `bot-output` with status `completed`)."""
+        return [
+            m["data"]["text"]
+            for m in self.rtvi("bot-output")
+            if m["data"].get("spoken_status") == "completed"
+        ]
+
+    def audio_between(self, start: float, end: float = float("inf")) -> bytes:
+        return b"".join(chunk for at, chunk in self.audio if start <= at < end)
+
 
 class PipecatWebsocketClient:
     """Connects to `/ws`, announces itself like `@pipecat-ai/client-js`, streams mic audio."""
 
-    def __init__(self, url: str, sample_rate: int = 16000):
+    def __init__(self, url: str, sample_rate: int = 16000, *, stream_silence: bool = True):
+        """`stream_silence=False` behaves like an app that sends a recording and then nothing."""
         self.url = url
+        self.stream_silence = stream_silence
         self.sample_rate = sample_rate
         self.received = Received()
         self._ws: ClientConnection | None = None
@@ -76,6 +95,9 @@ class PipecatWebsocketClient:
             while True:
                 if not pending and not self._mic_queue.empty():
                     pending = self._mic_queue.get_nowait()
+                if not pending and not self.stream_silence:
+                    pending = await self._mic_queue.get()
+                    next_at = time.monotonic()
                 chunk, pending = (pending[:frame_bytes], pending[frame_bytes:]) if pending else (silence, b"")
                 chunk = chunk.ljust(frame_bytes, b"\0")
                 frame = frame_protos.Frame()

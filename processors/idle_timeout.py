@@ -1,0 +1,59 @@
+"""Ends a session whose client has gone quiet: no audio, no message, while the bot is not busy."""
+
+from __future__ import annotations
+
+from loguru import logger
+from pipecat.frames.frames import Frame
+from pipecat.processors.frame_processor import FrameDirection
+
+from processors.conversation_state import DEFAULT_HANDOVER_SECS, ConversationState
+from processors.deadline_timer import DeadlineTimerProcessor
+from processors.frames import IdleTimeoutFrame
+
+
+class IdleTimeoutProcessor(DeadlineTimerProcessor):
+    """Pushes `IdleTimeoutFrame` when the client has sent nothing for `timeout_secs`.
+
+    The clock counts from the later of the client's last input (audio frame, message, DTMF) and
+    the moment the bot stopped being busy. It never runs while the bot works on a reply: from
+    the end of the user's speech through STT, the LLM (however long it takes) and TTS playback.
+    So a client that sends one recording and waits is never hung up on while it is answered.
+
+    Place it after the LLM, where client input, LLM responses and (upstream) bot speech all pass.
+
+    Example::
+
+        IdleTimeoutProcessor(timeout_secs=30, goodbye="Goodbye!")
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_secs: float,
+        goodbye: str = "",
+        handover_secs: float = DEFAULT_HANDOVER_SECS,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self._timeout = timeout_secs
+        self._goodbye = goodbye
+        self._state = ConversationState(handover_secs=handover_secs)
+
+    def on_start(self) -> None:
+        self._state.restart()
+
+    def observe(self, frame: Frame, direction: FrameDirection) -> None:
+        self._state.observe(frame)
+
+    def seconds_until_due(self) -> float:
+        if self._timeout <= 0:
+            return float("inf")
+        if self._state.bot_busy:
+            return self._timeout
+        since = max(self._state.last_client_input, self._state.waiting_since)
+        return since + self._timeout - self._state.now()
+
+    async def on_due(self) -> bool:
+        logger.info(f"{self}: no input from the client for {self._timeout:g}s, ending the session")
+        await self.push_frame(IdleTimeoutFrame(goodbye=self._goodbye))
+        return False

@@ -1,0 +1,63 @@
+"""The one way a session ends gracefully: goodbye in full, the client told why, then the end."""
+
+from __future__ import annotations
+
+from loguru import logger
+from pipecat.frames.frames import EndWorkerFrame, Frame, InterruptionFrame, TTSSpeakFrame
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from processors.frames import EndSessionFrame, SessionEndedMessageFrame
+
+
+class SessionEndProcessor(FrameProcessor):
+    """Turns the first `EndSessionFrame` into the end of the session.
+
+    Pushes downstream, in order: `TTSSpeakFrame(goodbye)` (not added to the LLM context), a
+    `SessionEndedMessageFrame` that the transport's serializer renders for its client, and an
+    `EndWorkerFrame`. The worker frame queues behind the goodbye audio in the TTS and the output
+    transport, so the goodbye is played to the end before the pipeline ends; it is never
+    cancelled. Later `EndSessionFrame`s are dropped, and so are interruptions once the session
+    is ending, so a caller who talks over the goodbye does not cut it off.
+
+    Place it just before the TTS.
+
+    Event handlers available:
+
+    - on_session_ending(processor, reason): the session has started to end, with this reason.
+
+    Example::
+
+        ender = SessionEndProcessor()
+
+        @ender.event_handler("on_session_ending")
+        async def on_session_ending(processor, reason):
+            ...
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._ending = False
+        self._register_event_handler("on_session_ending", sync=True)
+
+    @property
+    def ending(self) -> bool:
+        return self._ending
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, EndSessionFrame):
+            if not self._ending:
+                await self._end(frame)
+            return
+        if self._ending and isinstance(frame, InterruptionFrame):
+            return
+        await self.push_frame(frame, direction)
+
+    async def _end(self, frame: EndSessionFrame) -> None:
+        self._ending = True
+        logger.debug(f"{self}: ending the session ({frame.reason})")
+        await self._call_event_handler("on_session_ending", frame.reason)
+        if frame.goodbye:
+            await self.push_frame(TTSSpeakFrame(frame.goodbye, append_to_context=False))
+        await self.push_frame(SessionEndedMessageFrame.for_reason(frame.reason))
+        await self.push_frame(EndWorkerFrame(reason=str(frame.reason)))

@@ -1,0 +1,79 @@
+"""Re-prompts, then ends, a session where audio keeps arriving but nobody speaks."""
+
+from __future__ import annotations
+
+from loguru import logger
+from pipecat.frames.frames import Frame, TTSSpeakFrame, UserStartedSpeakingFrame, VADUserStartedSpeakingFrame
+from pipecat.processors.frame_processor import FrameDirection
+
+from processors.conversation_state import DEFAULT_HANDOVER_SECS, ConversationState
+from processors.deadline_timer import DeadlineTimerProcessor
+from processors.frames import SilenceTimeoutFrame
+
+# Audio older than this means the client stopped sending: that is idleness, not silence.
+AUDIO_GAP_SECS = 1.0
+
+
+class SilenceTimeoutProcessor(DeadlineTimerProcessor):
+    """After `timeout_secs` without user speech, says `prompt` up to `prompts` times, then ends.
+
+    The clock counts from the later of the user's last speech and the moment the bot stopped
+    being busy (or the start, with no greeting); bot speech and thinking never count as user
+    silence, and it does not run while the user speaks (or holds push-to-talk). Each prompt gets
+    a fresh timer; any user speech resets the escalation. It only fires while audio is still
+    arriving: a client that stopped sending altogether is the idle timeout's business.
+
+    Pushes `TTSSpeakFrame(prompt)` for each re-prompt, then `SilenceTimeoutFrame(goodbye)`.
+
+    Example::
+
+        SilenceTimeoutProcessor(timeout_secs=20, prompt="Are you still there?", prompts=1, goodbye="Bye!")
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_secs: float,
+        prompt: str,
+        prompts: int,
+        goodbye: str = "",
+        handover_secs: float = DEFAULT_HANDOVER_SECS,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self._timeout = timeout_secs
+        self._prompt = prompt
+        self._prompts = prompts
+        self._prompts_left = prompts
+        self._goodbye = goodbye
+        self._state = ConversationState(handover_secs=handover_secs)
+
+    def on_start(self) -> None:
+        self._state.restart()
+
+    def observe(self, frame: Frame, direction: FrameDirection) -> None:
+        self._state.observe(frame)
+        if isinstance(frame, VADUserStartedSpeakingFrame | UserStartedSpeakingFrame):
+            self._prompts_left = self._prompts
+
+    def seconds_until_due(self) -> float:
+        if self._timeout <= 0:
+            return float("inf")
+        state = self._state
+        if state.bot_busy or state.user_speaking:
+            return self._timeout
+        if state.now() - state.last_client_audio > AUDIO_GAP_SECS:
+            return self._timeout  # no audio at all: idle, not silence
+        since = max(state.last_user_speech, state.waiting_since)
+        return since + self._timeout - state.now()
+
+    async def on_due(self) -> bool:
+        if self._prompts_left > 0:
+            self._prompts_left -= 1
+            logger.info(f"{self}: nobody spoke for {self._timeout:g}s, prompting")
+            self._state.expect_bot_speech()
+            await self.push_frame(TTSSpeakFrame(self._prompt))
+            return True
+        logger.info(f"{self}: still nobody spoke after {self._prompts} prompt(s), ending the session")
+        await self.push_frame(SilenceTimeoutFrame(goodbye=self._goodbye))
+        return False

@@ -1,0 +1,192 @@
+"""Idle, silence and max-duration clocks and the single end path, in real (short) time.
+
+Timing is asserted through frame order only (what arrived before what), never with timed
+assertions, so a loaded machine cannot make these flaky in the passing direction.
+"""
+
+from __future__ import annotations
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    EndWorkerFrame,
+    Frame,
+    InputAudioRawFrame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TTSSpeakFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.tests.utils import SleepFrame, run_test
+
+from processors.frames import (
+    EndReason,
+    EndSessionFrame,
+    IdleTimeoutFrame,
+    MaxDurationFrame,
+    SessionEndedMessageFrame,
+    SilenceTimeoutFrame,
+)
+from processors.idle_timeout import IdleTimeoutProcessor
+from processors.max_duration import MaxDurationProcessor
+from processors.session_end import SessionEndProcessor
+from processors.silence_timeout import SilenceTimeoutProcessor
+
+
+def audio_for(seconds: float, every: float = 0.05) -> list[Frame]:
+    """A client streaming (silent) audio: one frame every `every` seconds."""
+    frames: list[Frame] = []
+    for _ in range(round(seconds / every)):
+        frames += [InputAudioRawFrame(audio=bytes(320), sample_rate=16000, num_channels=1), SleepFrame(every)]
+    return frames
+
+
+def kinds(frames, *, skip=(InputAudioRawFrame,)) -> list[type]:
+    return [type(f) for f in frames if not isinstance(f, skip)]
+
+
+async def test_idle_fires_when_the_client_sends_nothing():
+    down, _ = await run_test(
+        IdleTimeoutProcessor(timeout_secs=0.3, goodbye="Bye"),
+        frames_to_send=[SleepFrame(0.8)],
+    )
+    assert kinds(down) == [IdleTimeoutFrame]
+    assert down[0].reason == EndReason.IDLE_TIMEOUT and down[0].goodbye == "Bye"
+
+
+async def test_idle_never_fires_while_the_llm_takes_longer_than_the_timeout():
+    down, _ = await run_test(
+        IdleTimeoutProcessor(timeout_secs=0.3),
+        frames_to_send=[
+            VADUserStartedSpeakingFrame(),
+            VADUserStoppedSpeakingFrame(),
+            LLMFullResponseStartFrame(),
+            SleepFrame(1.2),  # four idle timeouts of thinking, with no client input at all
+            LLMTextFrame("Paris is the capital."),
+            LLMFullResponseEndFrame(),
+            BotStartedSpeakingFrame(),
+            SleepFrame(0.6),  # speaking longer than the timeout
+            BotStoppedSpeakingFrame(),
+            SleepFrame(0.8),  # now the clock runs
+        ],
+    )
+    # (Bot*SpeakingFrames are system frames and overtake queued data frames at the sink.)
+    assert kinds(down)[-2:] == [BotStoppedSpeakingFrame, IdleTimeoutFrame]
+    assert kinds(down).count(IdleTimeoutFrame) == 1
+
+
+async def test_client_input_keeps_the_idle_clock_from_firing():
+    down, _ = await run_test(
+        IdleTimeoutProcessor(timeout_secs=0.3),
+        frames_to_send=[*audio_for(1.0), LLMTextFrame("marker"), SleepFrame(0.8)],
+    )
+    assert kinds(down) == [LLMTextFrame, IdleTimeoutFrame]
+
+
+def silence_processor(**overrides) -> SilenceTimeoutProcessor:
+    params = dict(
+        timeout_secs=0.3, prompt="Are you still there?", prompts=1, goodbye="Bye", handover_secs=0.2
+    )
+    return SilenceTimeoutProcessor(**{**params, **overrides})
+
+
+async def test_silence_prompts_then_says_goodbye():
+    down, _ = await run_test(
+        silence_processor(),
+        frames_to_send=[
+            *audio_for(0.5),  # prompt due at 0.3 s
+            BotStartedSpeakingFrame(),
+            *audio_for(0.2),
+            BotStoppedSpeakingFrame(),  # fresh timer from here
+            *audio_for(0.6),
+        ],
+    )
+    assert kinds(down) == [
+        TTSSpeakFrame,
+        BotStartedSpeakingFrame,
+        BotStoppedSpeakingFrame,
+        SilenceTimeoutFrame,
+    ]
+    assert down[[type(f) for f in down].index(TTSSpeakFrame)].text == "Are you still there?"
+
+
+async def test_user_speech_after_the_prompt_resets_the_escalation():
+    down, _ = await run_test(
+        silence_processor(),
+        frames_to_send=[
+            *audio_for(0.5),
+            BotStartedSpeakingFrame(),
+            BotStoppedSpeakingFrame(),
+            VADUserStartedSpeakingFrame(),
+            *audio_for(0.6),  # speaking: the silence clock does not run
+            VADUserStoppedSpeakingFrame(),
+            *audio_for(0.8),  # silent again: a prompt again, not the goodbye
+        ],
+    )
+    assert kinds(down).count(TTSSpeakFrame) == 2
+    assert SilenceTimeoutFrame not in kinds(down)
+
+
+async def test_zero_prompts_goes_straight_to_the_goodbye():
+    down, _ = await run_test(silence_processor(prompts=0), frames_to_send=audio_for(0.6))
+    assert kinds(down) == [SilenceTimeoutFrame]
+
+
+async def test_silence_leaves_a_client_that_stopped_sending_to_the_idle_clock():
+    down, _ = await run_test(silence_processor(), frames_to_send=[SleepFrame(1.0)])
+    assert kinds(down) == []
+
+
+async def test_a_zero_timeout_is_off():
+    down, _ = await run_test(
+        silence_processor(timeout_secs=0), frames_to_send=[*audio_for(0.6), SleepFrame(0.4)]
+    )
+    assert kinds(down) == []
+    down, _ = await run_test(IdleTimeoutProcessor(timeout_secs=0), frames_to_send=[SleepFrame(0.6)])
+    assert kinds(down) == []
+
+
+async def test_max_duration_interrupts_and_ends():
+    down, up = await run_test(
+        MaxDurationProcessor(max_secs=0.3, goodbye="Time is up"), frames_to_send=[SleepFrame(0.6)]
+    )
+    assert kinds(down) == [InterruptionFrame, MaxDurationFrame]
+    assert kinds(up) == [InterruptionFrame]
+    assert down[1].goodbye == "Time is up"
+
+
+async def test_session_end_speaks_the_goodbye_tells_the_client_and_ends_once():
+    ender = SessionEndProcessor()
+    reasons = []
+
+    @ender.event_handler("on_session_ending")
+    async def on_session_ending(processor, reason):
+        reasons.append(reason)
+
+    down, _ = await run_test(
+        ender,
+        frames_to_send=[
+            SilenceTimeoutFrame(goodbye="Goodbye!"),
+            SleepFrame(0.1),
+            InterruptionFrame(),  # the caller talks over the goodbye
+            IdleTimeoutFrame(goodbye="Another goodbye"),
+        ],
+        send_end_frame=False,
+    )
+    assert kinds(down)[:3] == [TTSSpeakFrame, SessionEndedMessageFrame, EndWorkerFrame]
+    speak, notice, end = down[:3]
+    assert speak.text == "Goodbye!" and not speak.append_to_context
+    assert notice.message == {"type": "session-ended", "reason": "silence_timeout"}
+    assert end.reason == "silence_timeout"
+    assert InterruptionFrame not in kinds(down)
+    assert reasons == [EndReason.SILENCE_TIMEOUT]
+
+
+async def test_session_end_without_goodbye():
+    down, _ = await run_test(
+        SessionEndProcessor(), frames_to_send=[EndSessionFrame(reason=EndReason.ERROR)], send_end_frame=False
+    )
+    assert kinds(down)[:2] == [SessionEndedMessageFrame, EndWorkerFrame]
