@@ -35,6 +35,35 @@ class Providers:
         return f"STT={self.stt} LLM={self.llm} TTS={self.tts}"
 
 
+# What to check when a stage's service stops working, by (stage, provider).
+_SETTINGS_TO_CHECK = {
+    ("stt", "deepgram"): "DEEPGRAM_API_KEY (and DEEPGRAM_BASE_URL)",
+    ("tts", "deepgram"): "DEEPGRAM_API_KEY (and DEEPGRAM_BASE_URL)",
+    ("stt", "openai"): "OPENAI_API_KEY (and OPENAI_BASE_URL)",
+    ("llm", "openai"): "OPENAI_API_KEY, OPENAI_BASE_URL and OPENAI_MODEL",
+    ("tts", "openai"): "OPENAI_API_KEY (and OPENAI_BASE_URL)",
+    ("llm", "local"): "LOCAL_LLM_MODEL, or the local LLM server's log",
+}
+
+
+def describe_failed_service(service: object, providers: Providers) -> str:
+    """Name a broken service and the settings to check, for one clear log line."""
+    stage = next(
+        (
+            name
+            for name, kind in (("stt", STTService), ("llm", LLMService), ("tts", TTSService))
+            if isinstance(service, kind)
+        ),
+        None,
+    )
+    if stage is None:
+        return f"{service}"
+    provider = getattr(providers, stage)
+    hint = _SETTINGS_TO_CHECK.get((stage, provider))
+    label = f"{provider} {stage.upper()} ({service})"
+    return f"{label}; check {hint}" if hint else label
+
+
 def resolve_providers(settings: Settings) -> Providers:
     """Turn each `auto` into a concrete provider from the configured credentials."""
     has_deepgram = settings.deepgram_api_key is not None
@@ -58,12 +87,12 @@ def _secret(value) -> str:
 
 def build_stt(providers: Providers, settings: Settings, resources: SharedResources) -> STTService:
     if providers.stt == "deepgram":
-        from pipecat.services.deepgram.stt import DeepgramSTTService
+        from processors.deepgram_stt import ResilientDeepgramSTTService
 
-        return DeepgramSTTService(
+        return ResilientDeepgramSTTService(
             api_key=_secret(settings.deepgram_api_key),
             base_url=settings.deepgram_base_url,
-            settings=DeepgramSTTService.Settings(model=settings.deepgram_stt_model),
+            settings=ResilientDeepgramSTTService.Settings(model=settings.deepgram_stt_model),
         )
     if providers.stt == "openai":
         from pipecat.services.openai.stt import OpenAISTTService
@@ -79,25 +108,26 @@ def build_stt(providers: Providers, settings: Settings, resources: SharedResourc
 
 
 def build_llm(providers: Providers, settings: Settings, resources: SharedResources) -> LLMService:
-    from pipecat.services.openai.llm import OpenAILLMService
+    from processors.resilient_llm import ResilientOpenAILLMService as LLM
 
+    resilience = {"stall_secs": settings.llm_stall_secs, "apology": settings.bot_apology}
     if providers.llm == "local":
-        return OpenAILLMService(
+        return LLM(
+            **resilience,
             api_key="local",
             base_url=resources.require_local_llm_url(),
-            settings=OpenAILLMService.Settings(
+            settings=LLM.Settings(
                 model="local",
                 system_instruction=settings.bot_system_prompt,
                 max_tokens=settings.local_llm_max_tokens,
                 temperature=0.2,
             ),
         )
-    return OpenAILLMService(
+    return LLM(
+        **resilience,
         api_key=_secret(settings.openai_api_key) or "none",
         base_url=settings.openai_base_url,
-        settings=OpenAILLMService.Settings(
-            model=settings.openai_model, system_instruction=settings.bot_system_prompt
-        ),
+        settings=LLM.Settings(model=settings.openai_model, system_instruction=settings.bot_system_prompt),
     )
 
 

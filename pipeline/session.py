@@ -27,13 +27,14 @@ from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
 from pipeline.resources import SharedResources
-from pipeline.services import Providers, build_llm, build_stt, build_tts
+from pipeline.services import Providers, build_llm, build_stt, build_tts, describe_failed_service
 from pipeline.settings import Settings
-from processors.frames import EndReason, EndSessionFrame
+from processors.frames import EndReason, EndSessionFrame, TurnMetricsMessageFrame
 from processors.idle_timeout import IdleTimeoutProcessor
 from processors.max_duration import MaxDurationProcessor
 from processors.session_end import SessionEndProcessor
 from processors.silence_timeout import SilenceTimeoutProcessor
+from processors.turn_metrics import TurnMetrics, TurnMetricsObserver
 
 INPUT_SAMPLE_RATE = 16000
 
@@ -47,8 +48,9 @@ class VoiceSession:
         await session.run()          # returns when the session has ended
     """
 
-    def __init__(self, worker: PipelineWorker, session_id: str, settings: Settings):
+    def __init__(self, worker: PipelineWorker, session_id: str, settings: Settings, providers: Providers):
         self.worker = worker
+        self._providers = providers
         self.session_id = session_id
         self.end_reason: EndReason | None = None
         self._greeting = settings.bot_greeting
@@ -98,8 +100,10 @@ class VoiceSession:
                 assistant_aggregator,
             ]
         )
+        turn_metrics = TurnMetricsObserver()
         worker = PipelineWorker(
             pipeline,
+            observers=[turn_metrics],
             params=PipelineParams(
                 audio_in_sample_rate=INPUT_SAMPLE_RATE,
                 audio_out_sample_rate=output_sample_rate,
@@ -115,18 +119,27 @@ class VoiceSession:
             # client is told why, through the same end path as every other ending.
             processor_unusable_policy=ProcessorUnusablePolicy.CONTINUE,
         )
-        session = cls(worker, session_id, settings)
-        session._wire(user_aggregator, session_end)
+        session = cls(worker, session_id, settings, providers)
+        session._wire(user_aggregator, session_end, turn_metrics)
         return session
 
-    def _wire(self, user_aggregator, session_end: SessionEndProcessor) -> None:
+    def _wire(
+        self, user_aggregator, session_end: SessionEndProcessor, turn_metrics: TurnMetricsObserver
+    ) -> None:
+        @turn_metrics.event_handler("on_turn_metrics")
+        async def _report_turn(observer, metrics: TurnMetrics):
+            logger.info(f"Session {self.session_id} {metrics.describe()}")
+            await self.worker.queue_frame(TurnMetricsMessageFrame.for_metrics(metrics.as_dict()))
+
         @session_end.event_handler("on_session_ending")
         async def _record_reason(processor, reason: EndReason):
             self.end_reason = self.end_reason or reason
 
         @self.worker.event_handler("on_pipeline_error")
         async def _on_error(worker, frame: ErrorFrame):
-            if frame.processor is not None and not frame.processor.is_usable:
+            if frame.processor is not None and not frame.processor.is_usable and self.end_reason is None:
+                service = describe_failed_service(frame.processor, self._providers)
+                logger.error(f"Session {self.session_id}: {service} stopped working: {frame.error}")
                 await self.end(EndReason.ERROR)
 
         @self.worker.event_handler("on_pipeline_started")

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     bot_system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, validation_alias="BOT_SYSTEM_PROMPT")
     bot_greeting: str = Field("Hello! How can I help you today?", validation_alias="BOT_GREETING")
     vad_stop_secs: float = Field(0.2, gt=0.0, le=5.0, validation_alias="VAD_STOP_SECS")
+    llm_stall_secs: float = Field(8.0, gt=0.0, le=300.0, validation_alias="LLM_STALL_SECS")
+    bot_apology: str = Field(
+        "Sorry, I'm having trouble answering right now. Could you say that again?",
+        min_length=1,
+        validation_alias="BOT_APOLOGY",
+    )
 
     # Ending sessions (0 turns a timeout off)
     idle_timeout_secs: float = Field(30.0, ge=0.0, le=86400.0, validation_alias="VOICEBOT_IDLE_TIMEOUT_SECS")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from pipecat.frames.frames import ControlFrame, OutputTransportMessageFrame
+from pipecat.frames.frames import ControlFrame, OutputTransportMessageFrame, OutputTransportMessageUrgentFrame
 
 
 class EndReason(StrEnum):
@@ -74,3 +74,12 @@ class SessionEndedMessageFrame(OutputTransportMessageFrame):
     @property
     def reason(self) -> str:
         return self.message["reason"]
+
+
+@dataclass
+class TurnMetricsMessageFrame(OutputTransportMessageUrgentFrame):
+    """One turn's latency breakdown for the client (RTVI `metrics` on `/ws`)."""
+
+    @classmethod
+    def for_metrics(cls, metrics: dict) -> TurnMetricsMessageFrame:
+        return cls(message={"type": "turn-metrics", **metrics})

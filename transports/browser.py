@@ -16,7 +16,7 @@ from pipecat.processors.frameworks.rtvi.models import MESSAGE_LABEL
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
 
-from processors.frames import SessionEndedMessageFrame
+from processors.frames import SessionEndedMessageFrame, TurnMetricsMessageFrame
 from transports.closing_websocket import ClosingWebSocket
 
 BROWSER_OUTPUT_SAMPLE_RATE = 24000
@@ -31,17 +31,20 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
 
     async def serialize(self, frame: Frame) -> str | bytes | None:
         if isinstance(frame, SessionEndedMessageFrame):
-            return self._rtvi_server_message(frame.message)
+            return self._rtvi("server-message", frame.message)
+        if isinstance(frame, TurnMetricsMessageFrame):
+            return self._rtvi("metrics", {"turn": frame.message})
         messages = (OutputTransportMessageFrame, OutputTransportMessageUrgentFrame)
         if isinstance(frame, messages) or type(frame) in self.SERIALIZABLE_TYPES:
             return await super().serialize(frame)
         return None
 
     @staticmethod
-    def _rtvi_server_message(data: dict) -> bytes:
-        """An RTVI `server-message`, which Pipecat clients surface as `onServerMessage(data)`."""
+    def _rtvi(message_type: str, data: dict) -> bytes:
+        """An RTVI message; Pipecat clients surface `server-message` as `onServerMessage(data)`
+        and `metrics` as `onMetrics(data)`."""
         proto = frame_protos.Frame()
-        proto.message.data = json.dumps({"label": MESSAGE_LABEL, "type": "server-message", "data": data})
+        proto.message.data = json.dumps({"label": MESSAGE_LABEL, "type": message_type, "data": data})
         return proto.SerializeToString()
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import numpy as np
 from aiohttp import web
 
-from tests.support.server import free_port
+from tests.fakes.background_loop import BackgroundServer
 
 
 @dataclass
@@ -28,46 +28,40 @@ class LLMBehaviour:
     first_token_delay: float = 0.0
     token_interval: float = 0.01
     status: int = 200  # e.g. 401, 429, 500 to fail the request
-    stall_after_tokens: int | None = None  # stop sending (keep the connection open) after N tokens
+    stall_after_tokens: int | None = None  # go quiet (connection open) after N tokens...
+    stall_secs: float = 30.0  # ...for this long
     drop_after_tokens: int | None = None  # cut the connection after N tokens
 
 
-@dataclass
-class FakeOpenAIServer:
-    """`POST /v1/chat/completions` (streaming), `GET /v1/models`."""
+class FakeOpenAIServer(BackgroundServer):
+    """`POST /v1/chat/completions` (streaming), `POST /v1/audio/speech` (PCM), `GET /v1/models`."""
 
-    behaviour: LLMBehaviour = field(default_factory=LLMBehaviour)
-    requests: list[dict] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, behaviour: LLMBehaviour | None = None):
+        super().__init__()
+        self.behaviour = behaviour or LLMBehaviour()
+        self.requests: list[dict] = []
+        self.speech_requests: list[dict] = []
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="fake-openai", daemon=True)
-        self._runner: web.AppRunner | None = None
 
-    def start(self) -> FakeOpenAIServer:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
+    async def serve(self):
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
+        app.router.add_post("/v1/audio/speech", self._speech)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        self._loop.run_forever()
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port, shutdown_timeout=0.5).start()
+        return runner.cleanup
+
+    async def _speech(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI TTS with `response_format=pcm`: 24 kHz 16-bit mono, streamed."""
+        body = await request.json()
+        self.speech_requests.append(body)
+        response = web.StreamResponse(headers={"Content-Type": "audio/pcm"})
+        await response.prepare(request)
+        await response.write(tone_pcm16(seconds=0.06 * len(body.get("input", "")), sample_rate=24000))
+        await response.write_eof()
+        return response
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
@@ -106,7 +100,7 @@ class FakeOpenAIServer:
         tokens = self._tokens(behaviour.reply)
         for sent, token in enumerate(tokens):
             if behaviour.stall_after_tokens is not None and sent >= behaviour.stall_after_tokens:
-                await asyncio.sleep(3600)
+                await asyncio.sleep(behaviour.stall_secs)
             if behaviour.drop_after_tokens is not None and sent >= behaviour.drop_after_tokens:
                 request.transport.close()
                 return response
@@ -121,3 +115,9 @@ class FakeOpenAIServer:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+
+def tone_pcm16(seconds: float, sample_rate: int, frequency: float = 220.0) -> bytes:
+    """A quiet sine tone: stands in for synthesised speech in the TTS fakes."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (np.sin(2 * np.pi * frequency * t) * 6000).astype(np.int16).tobytes()
