@@ -42,6 +42,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _call(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from bots.call import call
+
+    audio = Path(args.audio)
+    if not audio.is_file():
+        print(f"voicebot call: no such file: {audio}", file=sys.stderr)
+        return 2
+    return asyncio.run(call(args.url, audio, ptt=args.ptt, out=Path(args.out), reply_timeout=args.timeout))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="voicebot", description="Real-time voice bot server.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="interface to bind (default: VOICEBOT_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: VOICEBOT_PORT or 8000)")
     serve.set_defaults(handler=_serve)
+    caller = commands.add_parser("call", help="send a recording to /ws/simple and print what comes back")
+    caller.add_argument("url", help="e.g. ws://127.0.0.1:8000/ws/simple")
+    caller.add_argument(
+        "--audio", required=True, help="a recording: WAV, MP3, Ogg/Opus, WebM, FLAC, M4A or raw PCM"
+    )
+    caller.add_argument("--ptt", action="store_true", help="send it as one push-to-talk turn")
+    caller.add_argument("--out", default="bot.wav", help="where to save the bot's audio (default: bot.wav)")
+    caller.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the reply")
+    caller.set_defaults(handler=_call)
     args = parser.parse_args(argv)
     return args.handler(args)
 

@@ -1,7 +1,7 @@
 """A voice session: the one place where a session's pipeline is assembled, for any transport.
 
-transport in → STT → user aggregator (Silero VAD, smart-turn) → LLM → [idle, silence, max
-duration, session end] → TTS → transport out → assistant aggregator, run by one
+transport in → VAD (Silero) → push-to-talk gate → STT → user aggregator (smart-turn) → LLM →
+[idle, silence, max duration, session end] → TTS → transport out → assistant aggregator, run by one
 `PipelineWorker` and its own `WorkerRunner`. Our processors sit after the LLM: there they see
 client input (which flows through), LLM responses, and bot speech (pushed upstream by the
 output transport), and what they push reaches the TTS.
@@ -23,7 +23,14 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
+from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
+from pipecat.turns.user_turn_strategies import (
+    UserTurnStrategies,
+    default_user_turn_start_strategies,
+    default_user_turn_stop_strategies,
+)
 from pipecat.workers.runner import WorkerRunner
 
 from pipeline.resources import SharedResources
@@ -32,6 +39,7 @@ from pipeline.settings import Settings
 from processors.frames import EndReason, EndSessionFrame, TurnMetricsMessageFrame
 from processors.idle_timeout import IdleTimeoutProcessor
 from processors.max_duration import MaxDurationProcessor
+from processors.push_to_talk import PushToTalkGate, PushToTalkUserTurnStopStrategy
 from processors.session_end import SessionEndProcessor
 from processors.silence_timeout import SilenceTimeoutProcessor
 from processors.turn_metrics import TurnMetrics, TurnMetricsObserver
@@ -68,21 +76,30 @@ class VoiceSession:
         resources: SharedResources,
         output_sample_rate: int = 24000,
         session_id: str | None = None,
+        input_processors: list[FrameProcessor] | None = None,
     ) -> VoiceSession:
+        """Assemble a session; `input_processors` go right after the transport's input."""
         session_id = session_id or uuid.uuid4().hex[:12]
         stt = build_stt(providers, settings, resources)
         llm = build_llm(providers, settings, resources)
         tts = build_tts(providers, settings, resources)
 
         vad = SileroVADAnalyzer(params=VADParams(stop_secs=settings.vad_stop_secs))
+        turn_strategies = UserTurnStrategies(
+            start=default_user_turn_start_strategies(),
+            stop=[*default_user_turn_stop_strategies(), PushToTalkUserTurnStopStrategy()],
+        )
         user_aggregator, assistant_aggregator = LLMContextAggregatorPair(
-            LLMContext(), user_params=LLMUserAggregatorParams(vad_analyzer=vad)
+            LLMContext(), user_params=LLMUserAggregatorParams(user_turn_strategies=turn_strategies)
         )
 
         session_end = SessionEndProcessor()
         pipeline = Pipeline(
             [
                 transport.input(),
+                *(input_processors or []),
+                VADProcessor(vad_analyzer=vad),
+                PushToTalkGate(),
                 stt,
                 user_aggregator,
                 llm,

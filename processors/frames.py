@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from pipecat.frames.frames import ControlFrame, OutputTransportMessageFrame, OutputTransportMessageUrgentFrame
+from pipecat.frames.frames import (
+    ControlFrame,
+    OutputTransportMessageFrame,
+    OutputTransportMessageUrgentFrame,
+    SystemFrame,
+)
 
 
 class EndReason(StrEnum):
@@ -83,3 +88,18 @@ class TurnMetricsMessageFrame(OutputTransportMessageUrgentFrame):
     @classmethod
     def for_metrics(cls, metrics: dict) -> TurnMetricsMessageFrame:
         return cls(message={"type": "turn-metrics", **metrics})
+
+
+@dataclass
+class PushToTalkFrame(SystemFrame):
+    """The client pressed (`active=True`) or released the push-to-talk button.
+
+    A system frame, so it stays in order with the audio frames around it.
+    """
+
+    active: bool = False
+
+
+@dataclass
+class ClientHangupFrame(SystemFrame):
+    """The client asked to end the session (it is still connected and wants the end notice)."""

@@ -6,7 +6,7 @@ from loguru import logger
 from pipecat.frames.frames import EndWorkerFrame, Frame, InterruptionFrame, TTSSpeakFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from processors.frames import EndSessionFrame, SessionEndedMessageFrame
+from processors.frames import ClientHangupFrame, EndReason, EndSessionFrame, SessionEndedMessageFrame
 
 
 class SessionEndProcessor(FrameProcessor):
@@ -48,6 +48,11 @@ class SessionEndProcessor(FrameProcessor):
         if isinstance(frame, EndSessionFrame):
             if not self._ending:
                 await self._end(frame)
+            return
+        if isinstance(frame, ClientHangupFrame):
+            if not self._ending:
+                await self.broadcast_interruption()  # stop the LLM and the audio in flight
+                await self._end(EndSessionFrame(reason=EndReason.CLIENT_HANGUP))
             return
         if self._ending and isinstance(frame, InterruptionFrame):
             return

@@ -14,10 +14,10 @@ from fastapi import WebSocket
 from pipecat.frames.frames import Frame, OutputTransportMessageFrame, OutputTransportMessageUrgentFrame
 from pipecat.processors.frameworks.rtvi.models import MESSAGE_LABEL
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
-from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
+from pipecat.transports.websocket.fastapi import FastAPIWebsocketTransport
 
 from processors.frames import SessionEndedMessageFrame, TurnMetricsMessageFrame
-from transports.closing_websocket import ClosingWebSocket
+from transports.websocket_session import websocket_transport
 
 BROWSER_OUTPUT_SAMPLE_RATE = 24000
 
@@ -51,16 +51,10 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
 def browser_transport(
     websocket: WebSocket, close_reason: Callable[[], str | None]
 ) -> FastAPIWebsocketTransport:
-    """A transport for one accepted browser WebSocket: 16 kHz PCM in, 24 kHz PCM out.
-
-    When the session ends the socket closes with code 1000 and `close_reason()` as the reason.
-    """
-    return FastAPIWebsocketTransport(
-        ClosingWebSocket(websocket, close_reason),
-        FastAPIWebsocketParams(
-            audio_in_enabled=True,
-            audio_out_enabled=True,
-            audio_out_sample_rate=BROWSER_OUTPUT_SAMPLE_RATE,
-            serializer=BrowserFrameSerializer(),
-        ),
+    """A transport for one accepted browser WebSocket: 16 kHz PCM in, 24 kHz PCM out."""
+    return websocket_transport(
+        websocket,
+        BrowserFrameSerializer(),
+        output_sample_rate=BROWSER_OUTPUT_SAMPLE_RATE,
+        close_reason=close_reason,
     )

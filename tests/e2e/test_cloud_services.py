@@ -180,6 +180,7 @@ async def test_barge_in_interrupts_the_bot_quietly(cloud_server, fakes, session)
         await client.wait_for(lambda r: r.rtvi("bot-started-speaking"), 15, "the bot to start speaking")
         openai.behaviour = LLMBehaviour(reply="Go ahead.")
         await ask(client, "Wait, stop please.", "Go ahead.")
+        await client.wait_for(lambda r: len(r.times("bot-started-speaking")) >= 2, 15, "the second reply")
     received = client.received
     assert received.rtvi("bot-interrupted")
     # The client got only part of the ~9 s reply before the answer to the interruption began.

@@ -72,6 +72,12 @@ class FakeOpenAIServer(BackgroundServer):
         return [word if i == 0 else f" {word}" for i, word in enumerate(words)]
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._stream_completion(request)
+        except ConnectionResetError:  # the client cancelled the request (an interruption)
+            return web.Response(status=499)
+
+    async def _stream_completion(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
         behaviour = self.behaviour

@@ -1,0 +1,95 @@
+"""Push-to-talk: the button, not the VAD, delimits user turns once a client uses it."""
+
+from __future__ import annotations
+
+from loguru import logger
+from pipecat.frames.frames import (
+    Frame,
+    ProposedUserStartedSpeakingFrame,
+    ProposedUserStoppedSpeakingFrame,
+    STTMuteFrame,
+    UserSpeakingFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.turns.types import ProcessFrameResult
+from pipecat.turns.user_stop.external_user_turn_stop_strategy import ExternalUserTurnStopStrategy
+
+from processors.frames import PushToTalkFrame
+
+VAD_SIGNALS = (VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame, UserSpeakingFrame)
+
+
+class PushToTalkGate(FrameProcessor):
+    """Turns `PushToTalkFrame`s into the VAD and turn signals the rest of the pipeline knows.
+
+    Until the first `PushToTalkFrame` it passes everything. From then on (push-to-talk mode):
+
+    - the VAD's own speech signals are dropped: pauses while the button is held do not end
+      the turn, and noise while it is up does not start one;
+    - press: `STTMuteFrame(False)`, `VADUserStartedSpeakingFrame` (the STT opens a segment, the
+      user aggregator starts the turn and interrupts the bot), `ProposedUserStartedSpeakingFrame`;
+    - release: `VADUserStoppedSpeakingFrame` (the STT finalises, without reconnecting),
+      `ProposedUserStoppedSpeakingFrame` (`PushToTalkUserTurnStopStrategy` ends the turn once
+      the transcript is in), then `STTMuteFrame(True)` so audio between turns is not transcribed.
+
+    Audio keeps flowing through either way, so the idle clock still sees a live client.
+    Place it after the `VADProcessor` and before the STT.
+
+    Example::
+
+        Pipeline([transport.input(), VADProcessor(vad_analyzer=vad), PushToTalkGate(), stt, ...])
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._ptt_mode = False
+        self._held = False
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, PushToTalkFrame):
+            await self.push_frame(frame, direction)  # the stop strategy learns the mode from it
+            await self._on_button(frame.active)
+            return
+        if self._ptt_mode and direction == FrameDirection.DOWNSTREAM and isinstance(frame, VAD_SIGNALS):
+            return
+        await self.push_frame(frame, direction)
+
+    async def _on_button(self, pressed: bool) -> None:
+        if not self._ptt_mode:
+            self._ptt_mode = True
+            logger.info(f"{self}: push-to-talk mode")
+            if not pressed:
+                await self.push_frame(STTMuteFrame(mute=True))
+        if pressed == self._held:
+            return
+        self._held = pressed
+        if pressed:
+            await self.push_frame(STTMuteFrame(mute=False))
+            await self.broadcast_frame(VADUserStartedSpeakingFrame)
+            await self.push_frame(ProposedUserStartedSpeakingFrame())
+        else:
+            await self.broadcast_frame(VADUserStoppedSpeakingFrame, stop_secs=0.0)
+            await self.push_frame(ProposedUserStoppedSpeakingFrame())
+            await self.push_frame(STTMuteFrame(mute=True))
+
+
+class PushToTalkUserTurnStopStrategy(ExternalUserTurnStopStrategy):
+    """Pipecat's external stop strategy, active only once the session is in push-to-talk mode.
+
+    In VAD mode it would end a turn on the first final transcript, so until a
+    `PushToTalkFrame` passes it stays out of the way and the default strategies decide.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._active = False
+
+    async def process_frame(self, frame: Frame) -> ProcessFrameResult:
+        if isinstance(frame, PushToTalkFrame):
+            self._active = True
+        if not self._active:
+            return ProcessFrameResult.CONTINUE
+        return await super().process_frame(frame)
