@@ -6,8 +6,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Request, Response, WebSocket, status
 from loguru import logger
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
@@ -19,6 +20,16 @@ from pipeline.settings import Settings
 from processors.audio_chunker import InputAudioChunker
 from transports.browser import BROWSER_OUTPUT_SAMPLE_RATE, browser_transport
 from transports.simple_protocol import SimpleProtocolSerializer
+from transports.twilio import (
+    TWILIO_SAMPLE_RATE,
+    TwilioProtocolError,
+    read_handshake,
+    signature_is_valid,
+    stream_url,
+    twilio_transport,
+    twiml_connect,
+    webhook_url,
+)
 from transports.websocket_session import websocket_transport
 
 SIMPLE_OUTPUT_SAMPLE_RATE = 24000
@@ -115,6 +126,48 @@ def create_app(settings: Settings) -> FastAPI:
             session_id=session_id,
             output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE,
             input_processors=[InputAudioChunker()],
+        )
+
+    @app.post("/twilio/voice")
+    async def twilio_voice(request: Request) -> Response:
+        """Twilio's voice webhook: answer the call with a media stream to /twilio/ws."""
+        settings: Settings = app.state.runtime.settings
+        form = dict(parse_qsl((await request.body()).decode(errors="replace"), keep_blank_values=True))
+        url = webhook_url(settings, str(request.url))
+        if not signature_is_valid(settings, url, form, request.headers.get("x-twilio-signature")):
+            logger.warning(f"Rejected /twilio/voice from {request.client}: bad X-Twilio-Signature")
+            return Response("invalid Twilio signature", status_code=status.HTTP_403_FORBIDDEN)
+        twiml = twiml_connect(
+            stream_url(settings, request.headers.get("host", request.url.netloc), request.url.scheme),
+            call_sid=form.get("CallSid", ""),
+            from_number=form.get("From", ""),
+            to_number=form.get("To", ""),
+        )
+        return Response(twiml, media_type="application/xml")
+
+    @app.websocket("/twilio/ws")
+    async def twilio_stream(websocket: WebSocket) -> None:
+        """A call's media stream; Twilio signs the upgrade over the stream URL it was given."""
+        settings: Settings = app.state.runtime.settings
+        scheme = "https" if websocket.url.scheme == "wss" else "http"
+        url = stream_url(settings, websocket.headers.get("host", websocket.url.netloc), scheme)
+        if not signature_is_valid(settings, url, {}, websocket.headers.get("x-twilio-signature")):
+            logger.warning(f"Rejected /twilio/ws from {websocket.client}: bad X-Twilio-Signature")
+            await websocket.close(code=status.WS_1008_POLICY_VIOLATION)  # before accept: HTTP 403
+            return
+        await websocket.accept()
+        try:
+            call = await read_handshake(websocket)
+        except TwilioProtocolError as e:
+            logger.warning(f"Closed /twilio/ws from {websocket.client}: {e}")
+            await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=str(e)[:120])
+            return
+        logger.info(f"Call {call.call_sid} connected (stream {call.stream_sid})")
+        await run_session(
+            websocket,
+            lambda close_reason: twilio_transport(websocket, call, settings, close_reason),
+            session_id=call.call_sid,
+            output_sample_rate=TWILIO_SAMPLE_RATE,
         )
 
     return app

@@ -28,7 +28,9 @@ DEFAULT_SYSTEM_PROMPT = (
 
 # Prefixes of the variables we own. A name with one of these prefixes that is not a setting
 # is reported when it is close to a real one (a typo), and always for the VOICEBOT_ prefix.
-OWNED_PREFIXES = ("VOICEBOT_", "STT_", "LLM_", "TTS_", "BOT_", "VAD_", "DEEPGRAM_", "OPENAI_", "LOCAL_LLM_")
+OWNED_PREFIXES = (
+    "VOICEBOT_", "STT_", "LLM_", "TTS_", "BOT_", "VAD_", "DEEPGRAM_", "OPENAI_", "LOCAL_LLM_", "TWILIO_",
+)  # fmt: skip
 
 
 class SettingsError(ValueError):
@@ -71,6 +73,12 @@ class Settings(BaseSettings):
     openai_tts_voice: str = Field("alloy", validation_alias="OPENAI_TTS_VOICE")
     openai_tts_model: str = Field("gpt-4o-mini-tts", validation_alias="OPENAI_TTS_MODEL")
     openai_stt_model: str = Field("gpt-4o-transcribe", validation_alias="OPENAI_STT_MODEL")
+
+    # Twilio (phone calls)
+    public_url: str | None = Field(None, validation_alias="VOICEBOT_PUBLIC_URL")
+    twilio_account_sid: str | None = Field(None, validation_alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: SecretStr | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN")
+    twilio_api_base_url: str = Field("https://api.twilio.com", validation_alias="TWILIO_API_BASE_URL")
 
     # Embedded offline stack
     local_llm_model: Path | None = Field(None, validation_alias="LOCAL_LLM_MODEL")
@@ -115,6 +123,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"{variable}={choice} needs {key_name}")
         if self.llm_provider == "openai" and not (self.openai_api_key or self.openai_base_url):
             raise ValueError("LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL")
+        if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):
+            raise ValueError(f"VOICEBOT_PUBLIC_URL={self.public_url} must start with http:// or https://")
         if self.local_llm_model is not None and not self.local_llm_model.is_file():
             raise ValueError(f"LOCAL_LLM_MODEL={self.local_llm_model} is not a file")
         return self

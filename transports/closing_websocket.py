@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import WebSocket
 
@@ -13,17 +13,29 @@ MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 §5.5: a control frame's payload is at 
 class ClosingWebSocket:
     """Delegates everything to a FastAPI WebSocket, but `close()` sends 1000 and the end reason.
 
+    An optional hook runs just before the close.
+
     Pipecat's WebSocket transports close with a bare `close()`, so the client cannot tell an
     idle hang-up from a crash. This gives the close frame the reason (`idle_timeout`, ...).
     """
 
-    def __init__(self, websocket: WebSocket, reason: Callable[[], str | None]):
+    def __init__(
+        self,
+        websocket: WebSocket,
+        reason: Callable[[], str | None],
+        *,
+        before_close: Callable[[WebSocket], Awaitable[None]] | None = None,
+    ):
         self._websocket = websocket
         self._reason = reason
+        self._before_close = before_close
 
     def __getattr__(self, name: str):
         return getattr(self._websocket, name)
 
     async def close(self, code: int = NORMAL_CLOSURE, reason: str | None = None) -> None:
+        """Close with the reason; the hook lets a protocol finish first (e.g. a phone call)."""
+        if self._before_close is not None:
+            await self._before_close(self._websocket)
         reason = reason or self._reason() or ""
         await self._websocket.close(code, reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import WebSocket
 from pipecat.serializers.base_serializer import FrameSerializer
@@ -17,14 +17,17 @@ def websocket_transport(
     *,
     output_sample_rate: int,
     close_reason: Callable[[], str | None],
+    before_close: Callable[[WebSocket], Awaitable[None]] | None = None,
+    end_silence_secs: int = 2,
 ) -> FastAPIWebsocketTransport:
     """16 kHz audio in, `output_sample_rate` out; closes with 1000 and `close_reason()` at the end."""
     return FastAPIWebsocketTransport(
-        ClosingWebSocket(websocket, close_reason),
+        ClosingWebSocket(websocket, close_reason, before_close=before_close),
         FastAPIWebsocketParams(
             audio_in_enabled=True,
             audio_out_enabled=True,
             audio_out_sample_rate=output_sample_rate,
+            audio_out_end_silence_secs=end_silence_secs,
             serializer=serializer,
         ),
     )

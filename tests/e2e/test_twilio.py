@@ -1,0 +1,157 @@
+"""Phone calls through the real server: a Twilio-protocol caller, a fake Twilio REST API."""
+
+from __future__ import annotations
+
+import audioop
+import xml.etree.ElementTree as ET
+
+import aiohttp
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from tests.fakes.openai_server import FakeOpenAIServer, LLMBehaviour
+from tests.fakes.twilio import FakeTwilioAPI, TwilioCaller, signed_form_post
+from tests.support.server import ServerProcess
+from tests.support.speech import speech_pcm16, word_error_rate
+
+AUTH_TOKEN = "twilio-test-token"
+ACCOUNT_SID = "AC00000000000000000000000000000001"
+QUESTION = "What is the capital of France?"
+REPLY = "Paris is the capital of France."
+GOODBYE = "Thanks for calling. Goodbye!"
+
+
+@pytest.fixture(scope="module")
+def twilio_api():
+    api = FakeTwilioAPI().start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture(scope="module")
+def llm():
+    server = FakeOpenAIServer(LLMBehaviour(reply=REPLY)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def phone_server(twilio_api, llm):
+    env = {
+        "BOT_GREETING": "",
+        "OPENAI_BASE_URL": llm.base_url,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_API_BASE_URL": twilio_api.base_url,
+        "VOICEBOT_GOODBYE": GOODBYE,
+        "VOICEBOT_SILENCE_TIMEOUT_SECS": "2",
+        "VOICEBOT_SILENCE_PROMPTS": "1",
+    }
+    server = ServerProcess(env=env).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def call(phone_server, llm, request):
+    """A fresh call with its own CallSid; the log from here must stay clean."""
+    llm.behaviour = LLMBehaviour(reply=REPLY)
+    number = abs(hash(request.node.name)) % 10**30
+    start = len(phone_server.log())
+    caller = TwilioCaller(
+        phone_server.base_url, AUTH_TOKEN, call_sid=f"CA{number:032d}", stream_sid=f"MZ{number:032d}"
+    )
+    yield caller
+    phone_server.wait_for_log(rf"Session {caller.call_sid} ended", start=start)
+    assert phone_server.unclean_lines(start) == []
+
+
+def seconds(ulaw: bytes) -> float:
+    return len(ulaw) / 8000
+
+
+async def test_the_webhook_answers_with_a_media_stream_and_no_pause(phone_server, call):
+    twiml = await call.dial()
+    root = ET.fromstring(twiml)
+    assert [child.tag for child in root] == ["Connect"]  # nothing after <Connect>: no <Pause>
+    assert call.stream_url == f"ws://127.0.0.1:{phone_server.port}/twilio/ws"
+    assert call.parameters == {"from": call.from_number, "to": call.to_number, "callSid": call.call_sid}
+    await call.connect()
+    await call.hang_up()
+
+
+async def test_a_spoken_question_is_answered_on_the_stream(call, llm):
+    async with call:
+        call.say(speech_pcm16(QUESTION))
+        await call.wait_for(lambda c: seconds(c.played_ulaw) > 1.0, 30, "the answer's audio")
+        await call.hang_up()
+    assert {m["streamSid"] for m in call.of_event("media")} == {call.stream_sid}
+    heard = audioop.ulaw2lin(bytes(call.played_ulaw), 2)
+    assert audioop.rms(heard, 2) > 300, "the answer is speech, not silence"
+    assert word_error_rate(QUESTION, llm.requests[-1]["messages"][-1]["content"]) <= 0.25
+
+
+async def test_silence_prompts_then_the_goodbye_is_heard_before_the_hang_up(call, twilio_api):
+    hang_ups_before = len(twilio_api.hang_ups)
+    async with call:
+        await call.wait_closed(timeout=40)
+    # The goodbye audio arrived, then the end mark; the caller "played" it and echoed the mark;
+    # only then did the server hang up through the REST API and close the stream.
+    marks = call.of_event("mark")
+    assert [m["mark"]["name"] for m in marks] == ["voicebot-session-end"]
+    assert call.times("media")[-1] < call.times("mark")[0]
+    echoed_at = call.echoed_marks[0][0]
+    hang_ups = twilio_api.hang_ups[hang_ups_before:]
+    assert len(hang_ups) == 1
+    hang_up = hang_ups[0]
+    assert (hang_up.account_sid, hang_up.call_sid, hang_up.form) == (
+        ACCOUNT_SID,
+        call.call_sid,
+        {"Status": "completed"},
+    )
+    assert hang_up.authorization.startswith("Basic ")
+    assert hang_up.at >= echoed_at
+    assert (call.close_code, call.close_reason) == (1000, "silence_timeout")
+    assert seconds(call.played_ulaw) > 2.0  # the prompt and the goodbye were both sent
+
+
+async def test_the_caller_hanging_up_mid_reply_ends_cleanly_without_a_rest_call(
+    call, twilio_api, llm, phone_server
+):
+    llm.behaviour = LLMBehaviour(reply="Paris is the capital of France. " * 6)
+    hang_ups_before = len(twilio_api.hang_ups)
+    async with call:
+        call.say(speech_pcm16(QUESTION))
+        await call.wait_for(lambda c: seconds(c.played_ulaw) > 0.5, 30, "the reply to start")
+        await call.hang_up()
+    phone_server.wait_for_log(rf"Session {call.call_sid} ended: reason=client_hangup")
+    assert twilio_api.hang_ups[hang_ups_before:] == []
+
+
+async def test_barge_in_clears_the_callers_audio(call, llm):
+    llm.behaviour = LLMBehaviour(reply="Paris is the capital of France, a city of art and light. " * 4)
+    async with call:
+        call.say(speech_pcm16(QUESTION))
+        await call.wait_for(lambda c: seconds(c.played_ulaw) > 1.0, 30, "the long reply to start")
+        call.say(speech_pcm16("Sorry, stop, I have another question."))
+        await call.wait_for(lambda c: c.of_event("clear"), 20, "a clear event")
+        await call.hang_up()
+    assert call.of_event("clear")[0]["streamSid"] == call.stream_sid
+
+
+async def test_bad_signatures_are_refused_on_the_webhook_and_the_stream(phone_server):
+    url = f"{phone_server.base_url}/twilio/voice"
+    body, headers = signed_form_post(url, {"CallSid": "CA1", "From": "+1", "To": "+2"}, "wrong-token")
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, data=body, headers=headers) as response:
+            assert response.status == 403
+        async with http.post(url, data=body, headers={"Content-Type": headers["Content-Type"]}) as response:
+            assert response.status == 403  # no signature at all
+    stream = f"{phone_server.ws_url}/twilio/ws"
+    for signature in ("bogus", None):
+        headers = {"X-Twilio-Signature": signature} if signature else {}
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(stream, additional_headers=headers):
+                pass
+        assert refused.value.response.status_code == 403

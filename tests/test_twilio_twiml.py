@@ -1,0 +1,41 @@
+"""TwiML and URLs for Twilio: the stream URL follows VOICEBOT_PUBLIC_URL or the request."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from pipeline.settings import Settings
+from transports.twilio import stream_url, twiml_connect, webhook_url
+
+
+@pytest.mark.parametrize(
+    ("public_url", "host", "scheme", "expected"),
+    [
+        (None, "bot.local:8000", "http", "ws://bot.local:8000/twilio/ws"),
+        (None, "bot.example.com", "https", "wss://bot.example.com/twilio/ws"),
+        ("https://voice.example.com", "10.0.0.5:8000", "http", "wss://voice.example.com/twilio/ws"),
+        ("https://voice.example.com/bot/", "x", "http", "wss://voice.example.com/bot/twilio/ws"),
+        ("http://tunnel.test", "x", "http", "ws://tunnel.test/twilio/ws"),
+    ],
+)
+def test_stream_url(clean_env, public_url, host, scheme, expected):
+    settings = Settings(public_url=public_url)
+    assert stream_url(settings, host, scheme) == expected
+
+
+def test_webhook_url_behind_a_proxy(clean_env):
+    assert webhook_url(
+        Settings(public_url="https://voice.example.com"), "http://10.0.0.5:8000/twilio/voice"
+    ) == ("https://voice.example.com/twilio/voice")
+    assert (
+        webhook_url(Settings(), "http://127.0.0.1:8000/twilio/voice") == "http://127.0.0.1:8000/twilio/voice"
+    )
+
+
+def test_twiml_escapes_parameters():
+    twiml = twiml_connect("wss://x/twilio/ws", call_sid="CA1", from_number="+1 <&>", to_number="+2")
+    stream = ET.fromstring(twiml).find("./Connect/Stream")
+    assert stream.get("url") == "wss://x/twilio/ws"
+    assert {p.get("name"): p.get("value") for p in stream.findall("Parameter")}["from"] == "+1 <&>"
