@@ -74,3 +74,28 @@ def test_corrupt_containers_raise_a_clear_error(garbage):
 def test_unsupported_rate_is_refused():
     with pytest.raises(AudioDecodeError, match="unsupported sample rate"):
         ClientAudioDecoder(16000).set_pcm_rate(1000)
+
+
+def test_pcm_that_looks_like_a_frame_sync_is_still_pcm():
+    """A sample of 0xFBFF (bytes FF FB) starts like an MP3 frame; one header is not enough."""
+    frame = bytes([0xFF, 0xFB, 0x90, 0x64]) + bytes(636)
+    adts_like = bytes([0xFF, 0xF1, 0x50, 0x80, 0x02, 0x1F]) + bytes(634)
+    decoder = ClientAudioDecoder(16000)
+    assert detect_container(frame) is None and detect_container(adts_like) is None
+    assert decoder.decode(frame) == frame
+    assert decoder.decode(adts_like) == adts_like
+
+
+def test_raw_speech_streamed_in_20ms_frames_is_never_taken_for_a_container():
+    rng = np.random.default_rng(7)
+    noise = (rng.normal(0, 9000, 16000 * 30)).clip(-32768, 32767).astype(np.int16).tobytes()
+    frames = [noise[i : i + 640] for i in range(0, len(noise), 640)]
+    assert [detect_container(f) for f in frames].count(None) == len(frames)
+
+
+def test_a_bare_mp3_stream_without_id3_is_detected():
+    data = encode(tone(1.0), "mp3")
+    if data[:3] == b"ID3":  # skip the tag to get at the first frame header
+        data = data[10 + ((data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9]) :]
+    assert detect_container(data) == "mp3"
+    assert abs(dominant_frequency(ClientAudioDecoder(16000).decode(data)) - 440) < 10

@@ -41,12 +41,50 @@ def detect_container(data: bytes) -> str | None:
         return "mp4"
     if data[:3] == b"ID3":
         return "mp3"
-    if len(data) >= 2 and data[0] == 0xFF:
-        if data[1] & 0xF6 == 0xF0:
-            return "aac"  # ADTS sync word, layer 00
-        if data[1] & 0xE0 == 0xE0 and data[1] & 0x06:
-            return "mp3"  # MPEG audio frame sync, layer I-III
+    # Bare MPEG audio / ADTS start with an 11/12-bit sync word that raw PCM hits by chance
+    # (any sample 0xFFEx..0xFFFx little-endian), so demand two valid frame headers in a row.
+    if _chained(data, _adts_frame_length):
+        return "aac"
+    if _chained(data, _mpeg_frame_length):
+        return "mp3"
     return None
+
+
+_MPEG1_L3_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+_MPEG2_L3_KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mpeg_frame_length(data: bytes, at: int) -> int | None:
+    """Length of the MPEG-1/2/2.5 Layer III frame whose header starts at `at`, if valid."""
+    if len(data) < at + 4 or data[at] != 0xFF or data[at + 1] & 0xE0 != 0xE0:
+        return None
+    version, layer = (data[at + 1] >> 3) & 3, (data[at + 1] >> 1) & 3
+    bitrate_index, rate_index = data[at + 2] >> 4, (data[at + 2] >> 2) & 3
+    if version == 1 or layer != 1 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    rate = _MPEG_RATES[version][rate_index]
+    kbps = (_MPEG1_L3_KBPS if version == 3 else _MPEG2_L3_KBPS)[bitrate_index]
+    padding = (data[at + 2] >> 1) & 1
+    return (144 if version == 3 else 72) * kbps * 1000 // rate + padding
+
+
+def _adts_frame_length(data: bytes, at: int) -> int | None:
+    """Length of the ADTS (AAC) frame whose header starts at `at`, if valid."""
+    if (
+        len(data) < at + 7
+        or data[at] != 0xFF
+        or data[at + 1] & 0xF6 != 0xF0
+        or (data[at + 2] >> 2) & 0xF > 12
+    ):
+        return None
+    length = ((data[at + 3] & 3) << 11) | (data[at + 4] << 3) | (data[at + 5] >> 5)
+    return length if length >= 7 else None
+
+
+def _chained(data: bytes, frame_length) -> bool:
+    first = frame_length(data, 0)
+    return first is not None and frame_length(data, first) is not None
 
 
 @dataclass
