@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.voicebot-installed
 # VMs whose CPU advertises them; a portable AVX2 build is safe everywhere and fast enough.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: setup system-deps run test lint clean
+.PHONY: setup system-deps test-deps run test lint web bundle-check clean
 
 setup: system-deps $(STAMP)
 
@@ -29,9 +29,20 @@ run: setup
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup
+test-deps:
+	@bash scripts/system-deps.sh test
+
+test: setup test-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The browser page: sources in web/, the built bundle in bots/static/ (committed, so `make run`
+# needs no Node.js). `make web` rebuilds it; `make bundle-check` fails if it is out of date.
+web:
+	cd web && npm ci --no-audit --no-fund && npm run build
+
+bundle-check: web
+	git diff --exit-code --stat -- bots/static || (echo "bots/static is out of date: run 'make web' and commit" >&2; exit 1)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

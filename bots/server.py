@@ -6,9 +6,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request, Response, WebSocket, status
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from loguru import logger
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
@@ -33,6 +36,7 @@ from transports.twilio import (
 from transports.websocket_session import websocket_transport
 
 SIMPLE_OUTPUT_SAMPLE_RATE = 24000
+STATIC_DIR = Path(__file__).parent / "static"  # built from web/ (see README); committed
 
 
 @dataclass
@@ -61,6 +65,12 @@ def create_app(settings: Settings) -> FastAPI:
             await resources.close()
 
     app = FastAPI(title="voicebot", lifespan=lifespan)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        """The browser page: talk to the bot with Pipecat's official client."""
+        return FileResponse(STATIC_DIR / "index.html")
 
     @app.get("/healthz")
     async def healthz() -> dict:

@@ -34,10 +34,12 @@ class EndSessionFrame(ControlFrame):
     Parameters:
         reason: Why the session ends.
         goodbye: What the bot says last; empty for none.
+        detail: The reason in words, for people ("no one spoke for 20 seconds").
     """
 
     reason: EndReason = EndReason.ERROR
     goodbye: str = ""
+    detail: str = ""
     interruptible: bool = field(default=False, init=False)
 
     def __str__(self) -> str:
@@ -73,8 +75,11 @@ class SessionEndedMessageFrame(OutputTransportMessageFrame):
     """
 
     @classmethod
-    def for_reason(cls, reason: EndReason) -> SessionEndedMessageFrame:
-        return cls(message={"type": "session-ended", "reason": str(reason)})
+    def for_reason(cls, reason: EndReason, detail: str = "") -> SessionEndedMessageFrame:
+        message = {"type": "session-ended", "reason": str(reason)}
+        if detail:
+            message["detail"] = detail
+        return cls(message=message)
 
     @property
     def reason(self) -> str:

@@ -55,5 +55,9 @@ class IdleTimeoutProcessor(DeadlineTimerProcessor):
 
     async def on_due(self) -> bool:
         logger.info(f"{self}: no input from the client for {self._timeout:g}s, ending the session")
-        await self.push_frame(IdleTimeoutFrame(goodbye=self._goodbye))
+        await self.push_frame(
+            IdleTimeoutFrame(
+                goodbye=self._goodbye, detail=f"nothing came from your side for {self._timeout:g} seconds"
+            )
+        )
         return False

@@ -35,5 +35,9 @@ class MaxDurationProcessor(DeadlineTimerProcessor):
     async def on_due(self) -> bool:
         logger.info(f"{self}: session reached its {self._max_secs:g}s cap, ending it")
         await self.broadcast_interruption()
-        await self.push_frame(MaxDurationFrame(goodbye=self._goodbye))
+        await self.push_frame(
+            MaxDurationFrame(
+                goodbye=self._goodbye, detail=f"the call reached its {self._max_secs:g}-second limit"
+            )
+        )
         return False

@@ -64,5 +64,5 @@ class SessionEndProcessor(FrameProcessor):
         await self._call_event_handler("on_session_ending", frame.reason)
         if frame.goodbye:
             await self.push_frame(TTSSpeakFrame(frame.goodbye, append_to_context=False))
-        await self.push_frame(SessionEndedMessageFrame.for_reason(frame.reason))
+        await self.push_frame(SessionEndedMessageFrame.for_reason(frame.reason, frame.detail))
         await self.push_frame(EndWorkerFrame(reason=str(frame.reason)))

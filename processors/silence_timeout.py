@@ -75,5 +75,7 @@ class SilenceTimeoutProcessor(DeadlineTimerProcessor):
             await self.push_frame(TTSSpeakFrame(self._prompt))
             return True
         logger.info(f"{self}: still nobody spoke after {self._prompts} prompt(s), ending the session")
-        await self.push_frame(SilenceTimeoutFrame(goodbye=self._goodbye))
+        await self.push_frame(
+            SilenceTimeoutFrame(goodbye=self._goodbye, detail=f"no one spoke for {self._timeout:g} seconds")
+        )
         return False

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs when they are missing (root only).
+# `system-deps.sh` : what the server needs to build (cmake, g++ for llama-cpp-python).
+# `system-deps.sh test` : also what the tests need (Chromium for the browser-page test).
 set -euo pipefail
 
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
+if [[ ${1:-} == test ]]; then
+  command -v chromium >/dev/null || need+=(chromium)
+fi
 
 if ((${#need[@]} == 0)); then
   exit 0

@@ -6,27 +6,41 @@ This is the wire format of Pipecat's official clients (`@pipecat-ai/client-js` w
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 
 import pipecat.frames.protobufs.frames_pb2 as frame_protos
 from fastapi import WebSocket
-from pipecat.frames.frames import Frame, OutputTransportMessageFrame, OutputTransportMessageUrgentFrame
+from pipecat.frames.frames import (
+    Frame,
+    OutputAudioRawFrame,
+    OutputTransportMessageFrame,
+    OutputTransportMessageUrgentFrame,
+)
 from pipecat.processors.frameworks.rtvi.models import MESSAGE_LABEL
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketTransport
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from processors.frames import SessionEndedMessageFrame, TurnMetricsMessageFrame
+from processors.frames import PushToTalkFrame, SessionEndedMessageFrame, TurnMetricsMessageFrame
 from transports.websocket_session import websocket_transport
 
 BROWSER_OUTPUT_SAMPLE_RATE = 24000
+# After telling the page the session ended, how long it may take to play the rest of the
+# goodbye and hang up itself (Pipecat's client reports a server-side close as a fatal error).
+CLIENT_HANGUP_GRACE_SECS = 5.0
 
 
 class BrowserFrameSerializer(ProtobufFrameSerializer):
-    """Pipecat's protobuf serializer, minus its warning for every frame the wire has no slot for.
+    """Pipecat's protobuf serializer speaking exactly what the official JS client understands.
 
-    The output transport hands every End/Cancel frame to the serializer; the stock one logs
-    "Frame type EndFrame is not serializable" at each session end, which is noise, not news.
+    `@pipecat-ai/websocket-transport` decodes only `audio` and `message` frames: everything else
+    (e.g. `interruption`) makes it log "Unknown frame kind", so only those two go out. Barge-in
+    reaches the client as RTVI `user-started-speaking`, on which it stops its player at once.
+    Our own messages (session end, turn metrics) go out as RTVI messages; push-to-talk comes in
+    as an RTVI client message.
     """
 
     async def serialize(self, frame: Frame) -> str | bytes | None:
@@ -34,10 +48,25 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
             return self._rtvi("server-message", frame.message)
         if isinstance(frame, TurnMetricsMessageFrame):
             return self._rtvi("metrics", {"turn": frame.message})
-        messages = (OutputTransportMessageFrame, OutputTransportMessageUrgentFrame)
-        if isinstance(frame, messages) or type(frame) in self.SERIALIZABLE_TYPES:
+        if isinstance(
+            frame, OutputTransportMessageFrame | OutputTransportMessageUrgentFrame | OutputAudioRawFrame
+        ):
             return await super().serialize(frame)
         return None
+
+    async def deserialize(self, data: str | bytes) -> Frame | None:
+        """The page's push-to-talk button arrives as an RTVI client message `ptt`."""
+        frame = await super().deserialize(data)
+        message = getattr(frame, "message", None)
+        if (
+            isinstance(message, dict)
+            and message.get("label") == MESSAGE_LABEL
+            and message.get("type") == "client-message"
+        ):
+            body = message.get("data") or {}
+            if body.get("t") == "ptt" and isinstance((body.get("d") or {}).get("active"), bool):
+                return PushToTalkFrame(active=body["d"]["active"])
+        return frame
 
     @staticmethod
     def _rtvi(message_type: str, data: dict) -> bytes:
@@ -46,6 +75,15 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
         proto = frame_protos.Frame()
         proto.message.data = json.dumps({"label": MESSAGE_LABEL, "type": message_type, "data": data})
         return proto.SerializeToString()
+
+
+async def let_the_client_hang_up(websocket: WebSocket) -> None:
+    """Give the client the first word on closing: it hangs up once it has played the goodbye."""
+    with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError):
+        async with asyncio.timeout(CLIENT_HANGUP_GRACE_SECS):
+            while websocket.client_state == WebSocketState.CONNECTED:
+                if (await websocket.receive())["type"] == "websocket.disconnect":
+                    return
 
 
 def browser_transport(
@@ -57,4 +95,5 @@ def browser_transport(
         BrowserFrameSerializer(),
         output_sample_rate=BROWSER_OUTPUT_SAMPLE_RATE,
         close_reason=close_reason,
+        before_close=let_the_client_hang_up,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import WebSocket
+from starlette.websockets import WebSocketState
 
 NORMAL_CLOSURE = 1000
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 §5.5: a control frame's payload is at most 125 bytes
@@ -37,5 +38,7 @@ class ClosingWebSocket:
         """Close with the reason; the hook lets a protocol finish first (e.g. a phone call)."""
         if self._before_close is not None:
             await self._before_close(self._websocket)
+        if self._websocket.client_state != WebSocketState.CONNECTED:
+            return  # the client closed first
         reason = reason or self._reason() or ""
         await self._websocket.close(code, reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore"))
