@@ -96,4 +96,5 @@ def browser_transport(
         output_sample_rate=BROWSER_OUTPUT_SAMPLE_RATE,
         close_reason=close_reason,
         before_close=let_the_client_hang_up,
+        before_close_secs=CLIENT_HANGUP_GRACE_SECS,
     )

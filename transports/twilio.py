@@ -32,6 +32,7 @@ TWILIO_SAMPLE_RATE = 8000
 STREAM_PATH = "/twilio/ws"
 END_MARK = "voicebot-session-end"
 MARK_WAIT_SECS = 20.0  # the longest a goodbye may take to play out before we hang up anyway
+HANG_UP_TIMEOUT_SECS = 10.0
 
 
 class TwilioProtocolError(ValueError):
@@ -220,7 +221,9 @@ class CallCloser:
             async with (
                 aiohttp.ClientSession(auth=aiohttp.BasicAuth(account, token.get_secret_value())) as http,
                 http.post(
-                    url, data={"Status": "completed"}, timeout=aiohttp.ClientTimeout(total=10)
+                    url,
+                    data={"Status": "completed"},
+                    timeout=aiohttp.ClientTimeout(total=HANG_UP_TIMEOUT_SECS),
                 ) as response,
             ):
                 if response.status == 404:
@@ -244,5 +247,6 @@ def twilio_transport(
         output_sample_rate=TWILIO_SAMPLE_RATE,
         close_reason=close_reason,
         before_close=closer.before_close,
+        before_close_secs=MARK_WAIT_SECS + HANG_UP_TIMEOUT_SECS,
         end_silence_secs=0,  # the close waits for the end mark instead: nothing to pad
     )

@@ -10,6 +10,8 @@ from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPI
 
 from transports.closing_websocket import ClosingWebSocket
 
+CLOSE_HANDSHAKE_SECS = 0.5  # Pipecat's default wait for the peer to acknowledge our close
+
 
 def websocket_transport(
     websocket: WebSocket,
@@ -18,9 +20,14 @@ def websocket_transport(
     output_sample_rate: int,
     close_reason: Callable[[], str | None],
     before_close: Callable[[WebSocket], Awaitable[None]] | None = None,
+    before_close_secs: float = 0.0,
     end_silence_secs: int = 2,
 ) -> FastAPIWebsocketTransport:
-    """16 kHz audio in, `output_sample_rate` out; closes with 1000 and `close_reason()` at the end."""
+    """16 kHz audio in, `output_sample_rate` out; closes with 1000 and `close_reason()` at the end.
+
+    `before_close` runs first, for at most `before_close_secs`: Pipecat bounds the whole close
+    (0.5 s by default) and would otherwise drop the connection without a close frame.
+    """
     return FastAPIWebsocketTransport(
         ClosingWebSocket(websocket, close_reason, before_close=before_close),
         FastAPIWebsocketParams(
@@ -28,6 +35,7 @@ def websocket_transport(
             audio_out_enabled=True,
             audio_out_sample_rate=output_sample_rate,
             audio_out_end_silence_secs=end_silence_secs,
+            ws_close_timeout=CLOSE_HANDSHAKE_SECS + before_close_secs,
             serializer=serializer,
         ),
     )

@@ -158,7 +158,7 @@ async def test_bad_credentials_end_the_session_with_error_and_the_server_stays_u
     deepgram.behaviour.api_key = "another-key"  # the server's DEEPGRAM_API_KEY is now wrong
     async with PipecatWebsocketClient(f"{cloud_server.ws_url}/ws") as client:
         await client.wait_closed(timeout=20)
-    assert client.received.server_messages()[-1] == {"type": "session-ended", "reason": "error"}
+    assert client.received.server_messages()[-1]["reason"] == "error"
     assert (client.received.close_code, client.received.close_reason) == (1000, "error")
     cloud_server.wait_for_log(
         r"deepgram STT \(.*\); check DEEPGRAM_API_KEY .* stopped working", start=session

@@ -35,7 +35,9 @@ def start_server():
 
 def assert_ended_cleanly(server: ServerProcess, client: PipecatWebsocketClient, reason: str) -> None:
     """The client was told the reason last, the socket closed 1000 with it, one log line, no noise."""
-    assert client.received.server_messages()[-1] == {"type": "session-ended", "reason": reason}
+    notice = client.received.server_messages()[-1]
+    assert (notice["type"], notice["reason"]) == ("session-ended", reason)
+    assert notice["detail"], "the reason in words, for the page"
     assert (client.received.close_code, client.received.close_reason) == (1000, reason)
     ended = server.wait_for_log(r"Session \w+ ended: reason=(\w+)")
     assert ended.group(1) == reason
