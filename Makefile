@@ -5,11 +5,12 @@ VENV    ?= .venv
 PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.voicebot-installed
+LOCAL_STAMP := $(VENV)/.voicebot-local-installed
 # llama.cpp's native build enables AMX/AVX-512 kernels that crash (SIGSEGV in libggml-cpu) on
 # VMs whose CPU advertises them; a portable AVX2 build is safe everywhere and fast enough.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: setup system-deps test-deps run test lint web bundle-check clean
+.PHONY: setup system-deps test-deps run local test lint web bundle-check clean
 
 setup: system-deps $(STAMP)
 
@@ -26,13 +27,22 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/voicebot serve
 
+# The local microphone bot's extra (PyAudio) needs PortAudio's headers; the server does not.
+$(LOCAL_STAMP): $(STAMP)
+	@bash scripts/system-deps.sh local
+	$(BIN)/python -m pip install --quiet -e '.[local]'
+	touch $@
+
+local: setup $(LOCAL_STAMP)
+	$(BIN)/voicebot local
+
 lint: setup
 	$(BIN)/ruff check .
 
 test-deps:
 	@bash scripts/system-deps.sh test
 
-test: setup test-deps
+test: setup test-deps $(LOCAL_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

@@ -55,6 +55,25 @@ def _call(args: argparse.Namespace) -> int:
     return asyncio.run(call(args.url, audio, ptt=args.ptt, out=Path(args.out), reply_timeout=args.timeout))
 
 
+def _local(args: argparse.Namespace) -> int:
+    from bots.local_bot import AudioDeviceError, list_devices, main_local
+
+    if args.list_devices:
+        try:
+            print(list_devices())
+        except AudioDeviceError as e:
+            print(f"voicebot local: {e}", file=sys.stderr)
+            return 2
+        return 0
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"voicebot: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    return main_local(settings, input_device=args.input_device, output_device=args.output_device)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="voicebot", description="Real-time voice bot server.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     caller.add_argument("--out", default="bot.wav", help="where to save the bot's audio (default: bot.wav)")
     caller.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the reply")
     caller.set_defaults(handler=_call)
+    local = commands.add_parser("local", help="talk to the bot with this machine's microphone and speakers")
+    local.add_argument(
+        "--input-device", type=int, help="microphone device index (default: the system default)"
+    )
+    local.add_argument("--output-device", type=int, help="speaker device index (default: the system default)")
+    local.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    local.set_defaults(handler=_local)
     args = parser.parse_args(argv)
     return args.handler(args)
 

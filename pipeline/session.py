@@ -16,6 +16,7 @@ from loguru import logger
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import EndFrame, ErrorFrame, InterruptionFrame, TTSSpeakFrame
+from pipecat.observers.base_observer import BaseObserver
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker, ProcessorUnusablePolicy
 from pipecat.processors.aggregators.llm_context import LLMContext
@@ -77,6 +78,7 @@ class VoiceSession:
         output_sample_rate: int = 24000,
         session_id: str | None = None,
         input_processors: list[FrameProcessor] | None = None,
+        observers: list[BaseObserver] | None = None,
     ) -> VoiceSession:
         """Assemble a session; `input_processors` go right after the transport's input."""
         session_id = session_id or uuid.uuid4().hex[:12]
@@ -120,7 +122,7 @@ class VoiceSession:
         turn_metrics = TurnMetricsObserver()
         worker = PipelineWorker(
             pipeline,
-            observers=[turn_metrics],
+            observers=[turn_metrics, *(observers or [])],
             params=PipelineParams(
                 audio_in_sample_rate=INPUT_SAMPLE_RATE,
                 audio_out_sample_rate=output_sample_rate,

@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs when they are missing (root only).
-# `system-deps.sh` : what the server needs to build (cmake, g++ for llama-cpp-python).
-# `system-deps.sh test` : also what the tests need (Chromium for the browser-page test).
+#   system-deps.sh        what the server needs to build (cmake, g++ for llama-cpp-python)
+#   system-deps.sh local  + PortAudio headers, to build PyAudio for `voicebot local`
+#   system-deps.sh test   + Chromium (browser-page test) and PulseAudio (local-bot test)
 set -euo pipefail
 
 need=()
-command -v cmake >/dev/null || need+=(cmake)
-command -v g++ >/dev/null || need+=(g++)
+have_command() { command -v "$1" >/dev/null; }
+have_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+have_command cmake || need+=(cmake)
+have_command g++ || need+=(g++)
+if [[ ${1:-} == local || ${1:-} == test ]]; then
+  have_package portaudio19-dev || need+=(portaudio19-dev)
+fi
 if [[ ${1:-} == test ]]; then
-  command -v chromium >/dev/null || need+=(chromium)
+  have_command chromium || need+=(chromium)
+  have_command pulseaudio || need+=(pulseaudio)
+  have_command parec || need+=(pulseaudio-utils)
+  have_package libasound2-plugins || need+=(libasound2-plugins)
 fi
 
 if ((${#need[@]} == 0)); then
