@@ -41,6 +41,7 @@ class SharedResources:
         """Load what the chosen providers need; the heavy work runs off the event loop."""
         resources = cls()
         try:
+            await resources._timed("vad+turn", _preload_turn_models)
             if providers.stt == "local":
                 resources.transcriber = await resources._timed("stt", _load_transcriber)
             if providers.tts == "local":
@@ -62,7 +63,7 @@ class SharedResources:
         started = time.monotonic()
         value = await asyncio.to_thread(loader)
         self.load_seconds[name] = time.monotonic() - started
-        logger.info(f"Offline {name.upper()} model loaded in {self.load_seconds[name]:.2f}s")
+        logger.info(f"{name.upper()} model(s) loaded in {self.load_seconds[name]:.2f}s")
         return value
 
     def require_transcriber(self) -> MoonshineTranscriber:
@@ -94,6 +95,12 @@ def _offline_import_error(exc: ImportError) -> OfflineStackMissing:
         f"the embedded offline stack is not installed ({exc.name}); run `make setup` or "
         "pip install 'voicebot[offline]', or configure cloud services (see README)"
     )
+
+
+def _preload_turn_models() -> None:
+    from processors.shared_models import preload
+
+    preload()
 
 
 def _load_transcriber() -> MoonshineTranscriber:

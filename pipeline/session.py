@@ -13,7 +13,6 @@ import time
 import uuid
 
 from loguru import logger
-from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import EndFrame, ErrorFrame, InterruptionFrame, TTSSpeakFrame
 from pipecat.observers.base_observer import BaseObserver
@@ -27,11 +26,8 @@ from pipecat.processors.aggregators.llm_response_universal import (
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
-from pipecat.turns.user_turn_strategies import (
-    UserTurnStrategies,
-    default_user_turn_start_strategies,
-    default_user_turn_stop_strategies,
-)
+from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAnalyzerUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies, default_user_turn_start_strategies
 from pipecat.workers.runner import WorkerRunner
 
 from pipeline.resources import SharedResources
@@ -42,6 +38,7 @@ from processors.idle_timeout import IdleTimeoutProcessor
 from processors.max_duration import MaxDurationProcessor
 from processors.push_to_talk import PushToTalkGate, PushToTalkUserTurnStopStrategy
 from processors.session_end import SessionEndProcessor
+from processors.shared_models import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 from processors.silence_timeout import SilenceTimeoutProcessor
 from processors.turn_metrics import TurnMetrics, TurnMetricsObserver
 
@@ -86,10 +83,14 @@ class VoiceSession:
         llm = build_llm(providers, settings, resources)
         tts = build_tts(providers, settings, resources)
 
-        vad = SileroVADAnalyzer(params=VADParams(stop_secs=settings.vad_stop_secs))
+        # Pipecat's defaults (Silero VAD, smart-turn v3 stop strategy) on per-process models.
+        vad = SharedSileroVADAnalyzer(params=VADParams(stop_secs=settings.vad_stop_secs))
         turn_strategies = UserTurnStrategies(
             start=default_user_turn_start_strategies(),
-            stop=[*default_user_turn_stop_strategies(), PushToTalkUserTurnStopStrategy()],
+            stop=[
+                TurnAnalyzerUserTurnStopStrategy(turn_analyzer=SharedSmartTurnAnalyzer()),
+                PushToTalkUserTurnStopStrategy(),
+            ],
         )
         user_aggregator, assistant_aggregator = LLMContextAggregatorPair(
             LLMContext(), user_params=LLMUserAggregatorParams(user_turn_strategies=turn_strategies)

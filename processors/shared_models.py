@@ -1,0 +1,109 @@
+"""Silero VAD and smart-turn with one ONNX session per process, instead of one per call.
+
+Pipecat builds both models per session (`SileroVADAnalyzer` and `LocalSmartTurnAnalyzerV3` each
+open an `onnxruntime.InferenceSession`): about 40 of the 54 MB each call costs, plus two
+threads (baseline-capacity.md). `InferenceSession.run` is thread-safe and the models' per-call
+state (Silero's recurrent state and context, smart-turn's audio buffer) lives outside the
+session, so one session serves every call while each call keeps its own state.
+"""
+
+from __future__ import annotations
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+
+import onnxruntime
+from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn
+from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
+from pipecat.utils.env import env_truthy
+
+
+def _single_thread_options(graph_optimization: bool = False) -> onnxruntime.SessionOptions:
+    options = onnxruntime.SessionOptions()
+    options.inter_op_num_threads = 1
+    options.intra_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    if graph_optimization:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+@functools.cache
+def silero_session() -> onnxruntime.InferenceSession:
+    """The process's Silero VAD session, from the model bundled in Pipecat."""
+    path = resources.files("pipecat.audio.vad.data").joinpath("silero_vad.onnx")
+    return onnxruntime.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"], sess_options=_single_thread_options()
+    )
+
+
+@functools.cache
+def smart_turn_session() -> onnxruntime.InferenceSession:
+    """The process's smart-turn v3.2 session, from the model bundled in Pipecat."""
+    path = resources.files("pipecat.audio.turn.smart_turn.data").joinpath("smart-turn-v3.2-cpu.onnx")
+    return onnxruntime.InferenceSession(
+        str(path), sess_options=_single_thread_options(graph_optimization=True)
+    )
+
+
+@functools.cache
+def smart_turn_executor() -> ThreadPoolExecutor:
+    """One thread runs every call's end-of-turn inference (~30 ms, once per turn)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-turn")
+
+
+class _SharedSileroModel(SileroOnnxModel):
+    """Pipecat's Silero wrapper on the shared session: this call's state, not its own session."""
+
+    def __init__(self) -> None:  # no super(): it would open a session
+        self.session = silero_session()
+        self.sample_rates = [8000, 16000]
+        self.reset_states()
+
+
+class SharedSileroVADAnalyzer(SileroVADAnalyzer):
+    """`SileroVADAnalyzer` on the process's Silero session, analysing on the event loop.
+
+    A window takes about 0.1 ms; Pipecat hands every 20 ms frame to a per-call thread, and that
+    hop (and the GIL ping-pong it causes) costs more than the inference itself.
+
+    Example::
+
+        vad = SharedSileroVADAnalyzer(params=VADParams(stop_secs=0.2))
+    """
+
+    def __init__(self, *, sample_rate: int | None = None, params: VADParams | None = None):
+        VADAnalyzer.__init__(self, sample_rate=sample_rate, params=params)  # skip the model load
+        self._model = _SharedSileroModel()
+        self._windows_since_reset = 0
+        self._low_confidence_windows = 0
+
+    async def analyze_audio(self, buffer: bytes) -> VADState:
+        return self._run_analyzer(buffer)
+
+
+class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
+    """`LocalSmartTurnAnalyzerV3` on the process's smart-turn session and inference thread.
+
+    Example::
+
+        TurnAnalyzerUserTurnStopStrategy(turn_analyzer=SharedSmartTurnAnalyzer())
+    """
+
+    def __init__(self, **kwargs):
+        BaseSmartTurn.__init__(self, **kwargs)  # skip the model load
+        self._log_data = env_truthy("PIPECAT_SMART_TURN_LOG_DATA", default=False)
+        self._session = smart_turn_session()
+
+    @property
+    def _model_executor(self) -> ThreadPoolExecutor:
+        return smart_turn_executor()
+
+
+def preload() -> None:
+    """Open both sessions at start-up, not on the first call."""
+    silero_session()
+    smart_turn_session()
