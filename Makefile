@@ -10,7 +10,7 @@ LOCAL_STAMP := $(VENV)/.voicebot-local-installed
 # VMs whose CPU advertises them; a portable AVX2 build is safe everywhere and fast enough.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: setup system-deps test-deps run local test lint web bundle-check clean
+.PHONY: setup system-deps test-deps run local test lint web bundle-check bench clean
 
 setup: system-deps $(STAMP)
 
@@ -53,6 +53,10 @@ web:
 
 bundle-check: web
 	git diff --exit-code --stat -- bots/static || (echo "bots/static is out of date: run 'make web' and commit" >&2; exit 1)
+
+# Our server and a plain Pipecat bot side by side (about 20 minutes); see bench/README.md.
+bench: setup
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

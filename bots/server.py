@@ -49,6 +49,16 @@ class Runtime:
     sessions: dict[str, VoiceSession] = field(default_factory=dict)
 
 
+def app_from_environment() -> FastAPI:
+    """App factory for worker processes (`voicebot serve --workers N`): each reads the settings."""
+    from bots.cli import configure_logging
+    from pipeline.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app; models load in its lifespan, once per process, before the first call."""
 
