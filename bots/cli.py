@@ -10,10 +10,10 @@ from loguru import logger
 from pipeline.settings import SettingsError, load_settings
 
 
-def configure_logging(level: str) -> None:
-    """One sink on stderr at the configured level (loguru defaults to DEBUG)."""
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """One sink on stderr at the configured level (loguru defaults to DEBUG); `json` for shippers."""
     logger.remove()
-    logger.add(sys.stderr, level=level)
+    logger.add(sys.stderr, level=level, serialize=log_format == "json")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -24,11 +24,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     host = args.host or settings.host
     port = args.port or settings.port
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     import uvicorn
 
-    from bots.server import create_app
+    from bots.draining_server import DrainingServer
+    from bots.server import create_app, drain
 
     logger.info(f"Serving on http://{host}:{port} with {args.workers} worker process(es)")
     # Compressing every 20 ms audio frame costs ~5 % CPU for no gain on PCM.
@@ -38,7 +39,8 @@ def _serve(args: argparse.Namespace) -> int:
         # new connections across them. A session lives in one worker for its whole life.
         uvicorn.run("bots.server:app_from_environment", factory=True, workers=args.workers, **options)
     else:
-        uvicorn.run(create_app(settings), **options)
+        app = create_app(settings, bind_host=host)
+        DrainingServer(uvicorn.Config(app, **options), drain=lambda: drain(app)).run()
     return 0
 
 

@@ -30,6 +30,7 @@ from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAn
 from pipecat.turns.user_turn_strategies import UserTurnStrategies, default_user_turn_start_strategies
 from pipecat.workers.runner import WorkerRunner
 
+from pipeline import metrics
 from pipeline.resources import SharedResources
 from pipeline.services import Providers, build_llm, build_stt, build_tts, describe_failed_service
 from pipeline.settings import Settings
@@ -147,9 +148,12 @@ class VoiceSession:
         self, user_aggregator, session_end: SessionEndProcessor, turn_metrics: TurnMetricsObserver
     ) -> None:
         @turn_metrics.event_handler("on_turn_metrics")
-        async def _report_turn(observer, metrics: TurnMetrics):
-            logger.info(f"Session {self.session_id} {metrics.describe()}")
-            await self.worker.queue_frame(TurnMetricsMessageFrame.for_metrics(metrics.as_dict()))
+        async def _report_turn(observer, turn: TurnMetrics):
+            logger.info(f"Session {self.session_id} {turn.describe()}")
+            for stage, seconds in turn.as_dict().items():
+                if stage.endswith("_secs") and seconds is not None:
+                    metrics.TURN_LATENCY.labels(stage.removesuffix("_secs")).observe(seconds)
+            await self.worker.queue_frame(TurnMetricsMessageFrame.for_metrics(turn.as_dict()))
 
         @session_end.event_handler("on_session_ending")
         async def _record_reason(processor, reason: EndReason):
@@ -157,6 +161,9 @@ class VoiceSession:
 
         @self.worker.event_handler("on_pipeline_error")
         async def _on_error(worker, frame: ErrorFrame):
+            metrics.SERVICE_ERRORS.labels(
+                type(frame.processor).__name__ if frame.processor else "pipeline"
+            ).inc()
             if frame.processor is not None and not frame.processor.is_usable and self.end_reason is None:
                 service = describe_failed_service(frame.processor, self._providers)
                 logger.error(f"Session {self.session_id}: {service} stopped working: {frame.error}")
@@ -195,10 +202,15 @@ class VoiceSession:
         """Run the session to its end and log one line about it."""
         runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
         await runner.add_workers(self.worker)
+        metrics.ACTIVE_SESSIONS.inc()
         try:
             await runner.run()
         finally:
+            duration = time.monotonic() - self._started
+            metrics.ACTIVE_SESSIONS.dec()
+            metrics.SESSIONS_ENDED.labels(str(self.end_reason or EndReason.ERROR)).inc()
+            metrics.SESSION_SECONDS.observe(duration)
             logger.info(
                 f"Session {self.session_id} ended: reason={self.end_reason or EndReason.ERROR} "
-                f"duration={time.monotonic() - self._started:.1f}s turns={self._turns}"
+                f"duration={duration:.1f}s turns={self._turns}"
             )

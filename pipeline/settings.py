@@ -74,6 +74,17 @@ class Settings(BaseSettings):
     openai_tts_model: str = Field("gpt-4o-mini-tts", validation_alias="OPENAI_TTS_MODEL")
     openai_stt_model: str = Field("gpt-4o-transcribe", validation_alias="OPENAI_STT_MODEL")
 
+    # Capacity and shutdown
+    max_sessions: int = Field(40, ge=1, le=10000, validation_alias="VOICEBOT_MAX_SESSIONS")
+    drain_secs: float = Field(30.0, ge=0.0, le=3600.0, validation_alias="VOICEBOT_DRAIN_SECS")
+
+    # Access (see README: open on loopback, keys or session tokens required on a public interface)
+    api_keys: str = Field("", validation_alias="VOICEBOT_API_KEYS")
+    allowed_origins: str = Field("", validation_alias="VOICEBOT_ALLOWED_ORIGINS")
+    session_secret: SecretStr | None = Field(None, validation_alias="VOICEBOT_SESSION_SECRET")
+    session_token_secs: int = Field(300, ge=10, le=86400, validation_alias="VOICEBOT_SESSION_TOKEN_SECS")
+    log_format: Literal["text", "json"] = Field("text", validation_alias="VOICEBOT_LOG_FORMAT")
+
     # Twilio (phone calls)
     public_url: str | None = Field(None, validation_alias="VOICEBOT_PUBLIC_URL")
     twilio_account_sid: str | None = Field(None, validation_alias="TWILIO_ACCOUNT_SID")

@@ -176,7 +176,10 @@ async function connect() {
   $("call").textContent = "Hang up";
   $("call").classList.add("hangup");
   try {
-    await client.connect({ wsUrl: `${scheme}://${location.host}/ws` });
+    // A short-lived session token, so the page works when the server requires credentials.
+    const session = await fetch("/session", { method: "POST" }).then((r) => (r.ok ? r.json() : {}));
+    const token = session.token ? `?token=${encodeURIComponent(session.token)}` : "";
+    await client.connect({ wsUrl: `${scheme}://${location.host}/ws${token}` });
     if ($("ptt-mode").checked) sendPtt(false); // enter push-to-talk mode, button up
   } catch (error) {
     console.warn("voicebot: could not connect", error);

@@ -1,0 +1,24 @@
+"""Prometheus metrics for sessions: what an operator watches and alerts on."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ACTIVE_SESSIONS = Gauge("voicebot_active_sessions", "Sessions in progress in this process")
+SESSIONS_STARTED = Counter("voicebot_sessions_started_total", "Sessions started", ["transport"])
+SESSIONS_REFUSED = Counter(
+    "voicebot_sessions_refused_total", "Sessions refused (full or draining)", ["transport"]
+)
+SESSIONS_ENDED = Counter("voicebot_sessions_ended_total", "Sessions ended, by reason", ["reason"])
+SESSION_SECONDS = Histogram(
+    "voicebot_session_duration_seconds",
+    "How long sessions last",
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+)
+TURN_LATENCY = Histogram(
+    "voicebot_turn_latency_seconds",
+    "Per-turn latency by stage: stt_finalisation, llm_ttft, tts_ttfb, voice_to_voice",
+    ["stage"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
+)
+SERVICE_ERRORS = Counter("voicebot_service_errors_total", "Errors reported by services", ["service"])

@@ -1,0 +1,153 @@
+"""Production behaviour through the real server: admission control, graceful drain, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import urllib.error
+import urllib.request
+
+import aiohttp
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.fakes.openai_server import FakeOpenAIServer, LLMBehaviour
+from tests.fakes.twilio import FakeTwilioAPI, TwilioCaller
+from tests.support.pipecat_client import PipecatWebsocketClient
+from tests.support.server import ServerProcess
+from tests.support.speech import speech_pcm16
+
+GOODBYE = "We are restarting now. Goodbye!"
+
+
+@pytest.fixture(scope="module")
+def llm():
+    server = FakeOpenAIServer(LLMBehaviour(reply="Paris is the capital of France.")).start()
+    yield server
+    server.stop()
+
+
+def get(url: str) -> tuple[int, dict | str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = response.read().decode()
+            status = response.status
+    except urllib.error.HTTPError as error:
+        body, status = error.read().decode(), error.code
+    try:
+        return status, json.loads(body)
+    except json.JSONDecodeError:
+        return status, body
+
+
+async def test_a_full_server_refuses_with_1013_and_says_so_everywhere(llm):
+    twilio = FakeTwilioAPI().start()
+    server = ServerProcess(
+        env={"BOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_MAX_SESSIONS": "1"}
+    ).start()
+    try:
+        assert get(f"{server.base_url}/readyz")[0] == 200
+        async with PipecatWebsocketClient(f"{server.ws_url}/ws") as first:
+            await first.wait_for(lambda r: r.rtvi("bot-ready"), 10, "the first session")
+            status, body = get(f"{server.base_url}/readyz")
+            assert (status, body["status"]) == (503, "full")
+            for path in ("/ws", "/ws/simple"):
+                async with connect(f"{server.ws_url}{path}") as refused:
+                    await refused.wait_closed()
+                assert (refused.close_code, refused.close_reason) == (1013, "server full")
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(f"{server.base_url}/twilio/voice", data={"CallSid": "CA9"}) as response,
+            ):
+                twiml = await response.text()
+            assert "<Say>" in twiml and "<Hangup/>" in twiml and "<Connect>" not in twiml
+        await asyncio.sleep(1)
+        assert get(f"{server.base_url}/readyz")[0] == 200  # the first session ended: room again
+        status, text = get(f"{server.base_url}/metrics")
+        assert 'voicebot_sessions_refused_total{transport="/ws"} 1.0' in text
+        assert 'voicebot_sessions_ended_total{reason="client_hangup"} 1.0' in text
+        assert server.unclean_lines() == []
+    finally:
+        server.stop()
+        twilio.stop()
+
+
+async def test_sigterm_says_goodbye_to_every_caller_then_exits_cleanly(llm):
+    twilio = FakeTwilioAPI().start()
+    env = {
+        "BOT_GREETING": "",
+        "OPENAI_BASE_URL": llm.base_url,
+        "VOICEBOT_GOODBYE": GOODBYE,
+        "TWILIO_AUTH_TOKEN": "drain-token",
+        "TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000001",
+        "TWILIO_API_BASE_URL": twilio.base_url,
+    }
+    server = ServerProcess(env=env).start()
+    try:
+        async with (
+            PipecatWebsocketClient(f"{server.ws_url}/ws") as browser,
+            TwilioCaller(server.base_url, "drain-token") as phone,
+        ):
+            await browser.wait_for(lambda r: r.rtvi("bot-ready"), 10, "the browser session")
+            await asyncio.sleep(1)
+            server._process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            status, body = get(f"{server.base_url}/readyz")
+            assert (status, body["status"]) == (503, "draining")
+            await browser.wait_closed(timeout=30)
+            await phone.wait_closed(timeout=30)
+        assert server._process.wait(timeout=30) == 0
+    finally:
+        server.stop()
+        twilio.stop()
+    assert GOODBYE in browser.received.bot_texts()
+    assert browser.received.server_messages()[-1]["reason"] == "server_shutdown"
+    assert (browser.received.close_code, browser.received.close_reason) == (1000, "server_shutdown")
+    assert [m["mark"]["name"] for m in phone.of_event("mark")] == ["voicebot-session-end"]
+    assert [h.call_sid for h in twilio.hang_ups] == [phone.call_sid]
+    assert server.log().count("ended: reason=server_shutdown") == 2
+    assert server.unclean_lines() == []
+
+
+async def test_turn_latency_reaches_the_metrics(llm):
+    server = ServerProcess(env={"BOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url}).start()
+    try:
+        async with PipecatWebsocketClient(f"{server.ws_url}/ws") as client:
+            client.say(speech_pcm16("What is the capital of France?"))
+            await client.wait_for(lambda r: any("turn" in m["data"] for m in r.rtvi("metrics")), 30, "a turn")
+        _, text = get(f"{server.base_url}/metrics")
+    finally:
+        server.stop()
+    assert 'voicebot_turn_latency_seconds_count{stage="voice_to_voice"} 1.0' in text
+    assert "voicebot_active_sessions" in text
+
+
+async def test_api_keys_and_session_tokens_guard_the_websockets(llm):
+    from websockets.exceptions import InvalidStatus
+
+    server = ServerProcess(
+        env={"BOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_API_KEYS": "k1"}
+    ).start()
+    try:
+        for path in ("/ws", "/ws/simple"):
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(f"{server.ws_url}{path}"):
+                    pass
+            assert refused.value.response.status_code == 403
+        async with connect(f"{server.ws_url}/ws/simple", additional_headers={"X-API-Key": "k1"}) as keyed:
+            assert json.loads(await keyed.recv())["type"] == "ready"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{server.base_url}/session", headers={"Origin": "https://evil.example"}
+            ) as bad:
+                assert bad.status == 403
+            async with http.post(f"{server.base_url}/session") as response:
+                token = (await response.json())["token"]
+        async with connect(f"{server.ws_url}/ws/simple?token={token}") as with_token:
+            assert json.loads(await with_token.recv())["type"] == "ready"
+        with pytest.raises(InvalidStatus):
+            async with connect(f"{server.ws_url}/ws", additional_headers={"Origin": "https://evil.example"}):
+                pass
+    finally:
+        server.stop()
