@@ -33,7 +33,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     logger.info(f"Serving on http://{host}:{port} with {args.workers} worker process(es)")
     # Compressing every 20 ms audio frame costs ~5 % CPU for no gain on PCM.
-    options = {"host": host, "port": port, "log_level": "warning", "ws_per_message_deflate": False}
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "ws_per_message_deflate": False,
+        "ws_max_size": settings.max_message_bytes,  # a larger message closes that socket (1009)
+    }
     if args.workers > 1:
         # Each worker is a process with its own models and event loop; the kernel spreads
         # new connections across them. A session lives in one worker for its whole life.

@@ -41,6 +41,7 @@ from processors.push_to_talk import PushToTalkGate, PushToTalkUserTurnStopStrate
 from processors.session_end import SessionEndProcessor
 from processors.shared_models import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 from processors.silence_timeout import SilenceTimeoutProcessor
+from processors.transcript_log import TranscriptLog
 from processors.turn_metrics import TurnMetrics, TurnMetricsObserver
 
 INPUT_SAMPLE_RATE = 16000
@@ -122,9 +123,12 @@ class VoiceSession:
             ]
         )
         turn_metrics = TurnMetricsObserver()
+        observers = list(observers or [])
+        if settings.transcript_log_dir is not None:
+            observers.append(TranscriptLog(settings.transcript_log_dir, session_id=session_id))
         worker = PipelineWorker(
             pipeline,
-            observers=[turn_metrics, *(observers or [])],
+            observers=[turn_metrics, *observers],
             params=PipelineParams(
                 audio_in_sample_rate=INPUT_SAMPLE_RATE,
                 audio_out_sample_rate=output_sample_rate,

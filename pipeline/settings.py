@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # Capacity and shutdown
     max_sessions: int = Field(40, ge=1, le=10000, validation_alias="VOICEBOT_MAX_SESSIONS")
     drain_secs: float = Field(30.0, ge=0.0, le=3600.0, validation_alias="VOICEBOT_DRAIN_SECS")
+    max_message_bytes: int = Field(
+        16 * 2**20, ge=64 * 1024, le=256 * 2**20, validation_alias="VOICEBOT_MAX_MESSAGE_BYTES"
+    )
 
     # Access (see README: open on loopback, keys or session tokens required on a public interface)
     api_keys: str = Field("", validation_alias="VOICEBOT_API_KEYS")
@@ -84,6 +87,7 @@ class Settings(BaseSettings):
     session_secret: SecretStr | None = Field(None, validation_alias="VOICEBOT_SESSION_SECRET")
     session_token_secs: int = Field(300, ge=10, le=86400, validation_alias="VOICEBOT_SESSION_TOKEN_SECS")
     log_format: Literal["text", "json"] = Field("text", validation_alias="VOICEBOT_LOG_FORMAT")
+    transcript_log_dir: Path | None = Field(None, validation_alias="VOICEBOT_TRANSCRIPT_LOG_DIR")
 
     # Twilio (phone calls)
     public_url: str | None = Field(None, validation_alias="VOICEBOT_PUBLIC_URL")

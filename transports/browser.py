@@ -15,6 +15,7 @@ import pipecat.frames.protobufs.frames_pb2 as frame_protos
 from fastapi import WebSocket
 from pipecat.frames.frames import (
     Frame,
+    InputAudioRawFrame,
     OutputAudioRawFrame,
     OutputTransportMessageFrame,
     OutputTransportMessageUrgentFrame,
@@ -25,6 +26,7 @@ from pipecat.transports.websocket.fastapi import FastAPIWebsocketTransport
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from processors.frames import PushToTalkFrame, SessionEndedMessageFrame, TurnMetricsMessageFrame
+from transports.audio_budget import AudioBudget
 from transports.websocket_session import websocket_transport
 
 BROWSER_OUTPUT_SAMPLE_RATE = 24000
@@ -54,9 +56,21 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
             return await super().serialize(frame)
         return None
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._budget = AudioBudget()
+
     async def deserialize(self, data: str | bytes) -> Frame | None:
-        """The page's push-to-talk button arrives as an RTVI client message `ptt`."""
-        frame = await super().deserialize(data)
+        """The page's push-to-talk button arrives as an RTVI client message `ptt`; audio far
+        ahead of real time (a flood, not a microphone) is dropped."""
+        try:
+            frame = await super().deserialize(data)
+        except Exception:  # undecodable protobuf: not a frame of ours
+            return None
+        if isinstance(frame, InputAudioRawFrame) and not self._budget.allow(
+            len(frame.audio) / 2 / frame.sample_rate
+        ):
+            return None
         message = getattr(frame, "message", None)
         if (
             isinstance(message, dict)

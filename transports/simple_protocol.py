@@ -29,6 +29,7 @@ from processors.frames import (
     SessionEndedMessageFrame,
     TurnMetricsMessageFrame,
 )
+from transports.audio_budget import BURST_SECS, AudioBudget
 from transports.audio_decoder import AudioDecodeError, ClientAudioDecoder
 
 MAX_TEXT_CHARS = 4000
@@ -64,6 +65,7 @@ class SimpleProtocolSerializer(FrameSerializer):
         self.output_sample_rate = output_sample_rate
         self._pipeline_rate = input_sample_rate
         self._decoder = ClientAudioDecoder(target_rate=input_sample_rate)
+        self._budget = AudioBudget()
         self._reply_text = ""  # LLM text of the reply in progress, sent sentence by sentence
         self._llm_said = ""  # recent LLM text already sent as bot_text (normalised)
         self._segments_seen: set = set()
@@ -98,6 +100,10 @@ class SimpleProtocolSerializer(FrameSerializer):
             return _error("bad_audio", str(e))
         if not pcm:
             return None
+        if not self._budget.allow(len(pcm) / 2 / self._pipeline_rate):
+            return _error(
+                "audio_too_fast", f"audio is arriving faster than real time (over {BURST_SECS:g}s ahead)"
+            )
         return InputAudioRawFrame(audio=pcm, sample_rate=self._pipeline_rate, num_channels=1)
 
     def _command(self, message: dict) -> Frame | None:

@@ -1,0 +1,126 @@
+"""Random and malformed input from many connections, while a good session runs beside them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import psutil
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from bots.call import SimpleClient
+from tests.fakes.openai_server import FakeOpenAIServer, LLMBehaviour
+from tests.support.audio_files import encode
+from tests.support.server import ServerProcess
+from tests.support.speech import speech_pcm16
+
+REPLY = "Paris is the capital of France."
+
+
+def twilio_nonsense(rng: random.Random) -> list[str | bytes]:
+    """Twilio events out of order, with fields missing or of the wrong type."""
+    sid = {"streamSid": "MZ1"}
+    return rng.sample(
+        [
+            json.dumps({"event": "media", **sid, "media": {"payload": "!!not base64!!"}}),
+            json.dumps({"event": "start", "start": {}}),
+            json.dumps({"event": "start", "start": {"streamSid": 7, "callSid": None}}),
+            json.dumps({"event": "stop"}),
+            json.dumps({"event": "mark", "mark": "oops"}),
+            json.dumps({"event": "dtmf", "dtmf": {"digit": "xyz"}}),
+            json.dumps([1, 2, 3]),
+            "{broken",
+            rng.randbytes(300),
+        ],
+        k=5,
+    )
+
+
+def simple_nonsense(rng: random.Random) -> list[str | bytes]:
+    return [
+        rng.randbytes(rng.randint(1, 5000)),
+        b"RIFF" + rng.randbytes(2000),
+        b"\x1a\x45\xdf\xa3" + rng.randbytes(3000),
+        "{not json",
+        json.dumps({"type": "ptt", "active": [1]}),
+        json.dumps({"type": "start", "sample_rate": "fast"}),
+        json.dumps({"type": "text", "text": "x" * 10000}),
+        json.dumps({"type": 5}),
+        json.dumps({"nothing": True}),
+        "null",
+    ]
+
+
+async def throw(url: str, messages: list[str | bytes]) -> None:
+    try:
+        async with connect(url, max_size=None, open_timeout=10) as ws:
+            for message in messages:
+                await ws.send(message)
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)
+    except (ConnectionClosed, InvalidStatus, OSError, TimeoutError):
+        pass  # being thrown out is a fine answer to garbage
+
+
+async def fuzz_round(server: ServerProcess, rng: random.Random, connections: int) -> None:
+    jobs = []
+    for _ in range(connections):
+        kind = rng.choice(["ws", "simple", "twilio", "huge"])
+        if kind == "ws":
+            jobs.append(throw(f"{server.ws_url}/ws", [rng.randbytes(rng.randint(1, 4000)) for _ in range(5)]))
+        elif kind == "simple":
+            jobs.append(throw(f"{server.ws_url}/ws/simple", simple_nonsense(rng)))
+        elif kind == "twilio":
+            jobs.append(throw(f"{server.ws_url}/twilio/ws", twilio_nonsense(rng)))
+        else:
+            jobs.append(
+                throw(f"{server.ws_url}/ws/simple", [bytes(2 * 2**20)])
+            )  # over VOICEBOT_MAX_MESSAGE_BYTES
+    await asyncio.gather(*jobs)
+
+
+@pytest.fixture(scope="module")
+def llm():
+    server = FakeOpenAIServer(LLMBehaviour(reply=REPLY)).start()
+    yield server
+    server.stop()
+
+
+async def test_garbage_never_hurts_the_server_or_a_good_session(llm):
+    env = {
+        "BOT_GREETING": "",
+        "OPENAI_BASE_URL": llm.base_url,
+        "VOICEBOT_MAX_MESSAGE_BYTES": str(1024 * 1024),
+        "VOICEBOT_MAX_SESSIONS": "100",
+        "VOICEBOT_LOG_LEVEL": "INFO",
+    }
+    server = ServerProcess(env=env).start()
+    rng = random.Random(20261122)
+    try:
+        process = psutil.Process(server._process.pid)
+        await fuzz_round(server, rng, connections=30)  # warm-up: lazy imports, first sessions
+        rss_before = process.memory_info().rss
+        async with SimpleClient(f"{server.ws_url}/ws/simple") as good:
+            fuzzing = asyncio.gather(*(fuzz_round(server, rng, connections=20) for _ in range(3)))
+            await good.send_bytes(encode(speech_pcm16("What is the capital of France?"), "mp3"))
+            await good.wait_for(lambda c: c.of_type("bot_text"), 60, "the good session's answer")
+            await fuzzing
+            await good.send_json({"type": "hangup"})
+            await good.wait_closed(timeout=15)
+        await fuzz_round(server, rng, connections=30)
+        await asyncio.sleep(2)
+        rss_growth_mb = (process.memory_info().rss - rss_before) / 2**20
+        with __import__("urllib.request").request.urlopen(
+            f"{server.base_url}/healthz", timeout=5
+        ) as response:
+            health = json.load(response)
+    finally:
+        server.stop()
+    assert good.of_type("bot_text")[0]["text"] == REPLY
+    assert good.of_type("end") == [{"type": "end", "reason": "client_hangup"}]
+    assert health["status"] == "ok" and health["active_sessions"] == 0, "every fuzz session ended"
+    assert rss_growth_mb < 40, f"memory grew by {rss_growth_mb:.0f} MB over 110 garbage connections"
+    assert [line for line in server.unclean_lines() if "Traceback" in line] == []
