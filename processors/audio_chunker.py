@@ -20,6 +20,9 @@ class InputAudioChunker(FrameProcessor):
         Pipeline([transport.input(), InputAudioChunker(), VADProcessor(vad_analyzer=vad), ...])
     """
 
+    def __init__(self, **kwargs):
+        super().__init__(**{"enable_direct_mode": True, **kwargs})  # no queue hop per frame
+
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
         if not isinstance(frame, InputAudioRawFrame):

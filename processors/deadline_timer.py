@@ -17,7 +17,7 @@ class DeadlineTimerProcessor(FrameProcessor):
     """
 
     def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**{"enable_direct_mode": True, **kwargs})  # no queue hop per frame
         self._timer_task: asyncio.Task | None = None
 
     def on_start(self) -> None:

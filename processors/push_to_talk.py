@@ -43,7 +43,7 @@ class PushToTalkGate(FrameProcessor):
     """
 
     def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**{"enable_direct_mode": True, **kwargs})  # no queue hop per frame
         self._ptt_mode = False
         self._held = False
 

@@ -35,7 +35,7 @@ class SessionEndProcessor(FrameProcessor):
     """
 
     def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**{"enable_direct_mode": True, **kwargs})  # no queue hop per frame
         self._ending = False
         self._register_event_handler("on_session_ending", sync=True)
 
