@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from loguru import logger
-from pipecat.frames.frames import Frame
-from pipecat.processors.frame_processor import FrameDirection
 
-from processors.conversation_state import DEFAULT_HANDOVER_SECS, ConversationState
-from processors.deadline_timer import DeadlineTimerProcessor
+from processors.conversation_clock import ConversationClockProcessor
 from processors.frames import IdleTimeoutFrame
 
 
-class IdleTimeoutProcessor(DeadlineTimerProcessor):
+class IdleTimeoutProcessor(ConversationClockProcessor):
     """Pushes `IdleTimeoutFrame` when the client has sent nothing for `timeout_secs`.
 
     The clock counts from the later of the client's last input (audio frame, message, DTMF) and
@@ -26,24 +23,9 @@ class IdleTimeoutProcessor(DeadlineTimerProcessor):
         IdleTimeoutProcessor(timeout_secs=30, goodbye="Goodbye!")
     """
 
-    def __init__(
-        self,
-        *,
-        timeout_secs: float,
-        goodbye: str = "",
-        handover_secs: float = DEFAULT_HANDOVER_SECS,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self._timeout = timeout_secs
+    def __init__(self, *, timeout_secs: float, goodbye: str = "", **kwargs):
+        super().__init__(timeout_secs=timeout_secs, **kwargs)
         self._goodbye = goodbye
-        self._state = ConversationState(handover_secs=handover_secs)
-
-    def on_start(self) -> None:
-        self._state.restart()
-
-    def observe(self, frame: Frame, direction: FrameDirection) -> None:
-        self._state.observe(frame)
 
     def seconds_until_due(self) -> float:
         if self._timeout <= 0:

@@ -6,15 +6,14 @@ from loguru import logger
 from pipecat.frames.frames import Frame, TTSSpeakFrame, UserStartedSpeakingFrame, VADUserStartedSpeakingFrame
 from pipecat.processors.frame_processor import FrameDirection
 
-from processors.conversation_state import DEFAULT_HANDOVER_SECS, ConversationState
-from processors.deadline_timer import DeadlineTimerProcessor
+from processors.conversation_clock import ConversationClockProcessor
 from processors.frames import SilenceTimeoutFrame
 
 # Audio older than this means the client stopped sending: that is idleness, not silence.
 AUDIO_GAP_SECS = 1.0
 
 
-class SilenceTimeoutProcessor(DeadlineTimerProcessor):
+class SilenceTimeoutProcessor(ConversationClockProcessor):
     """After `timeout_secs` without user speech, says `prompt` up to `prompts` times, then ends.
 
     The clock counts from the later of the user's last speech and the moment the bot stopped
@@ -30,29 +29,15 @@ class SilenceTimeoutProcessor(DeadlineTimerProcessor):
         SilenceTimeoutProcessor(timeout_secs=20, prompt="Are you still there?", prompts=1, goodbye="Bye!")
     """
 
-    def __init__(
-        self,
-        *,
-        timeout_secs: float,
-        prompt: str,
-        prompts: int,
-        goodbye: str = "",
-        handover_secs: float = DEFAULT_HANDOVER_SECS,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self._timeout = timeout_secs
+    def __init__(self, *, timeout_secs: float, prompt: str, prompts: int, goodbye: str = "", **kwargs):
+        super().__init__(timeout_secs=timeout_secs, **kwargs)
         self._prompt = prompt
         self._prompts = prompts
         self._prompts_left = prompts
         self._goodbye = goodbye
-        self._state = ConversationState(handover_secs=handover_secs)
-
-    def on_start(self) -> None:
-        self._state.restart()
 
     def observe(self, frame: Frame, direction: FrameDirection) -> None:
-        self._state.observe(frame)
+        super().observe(frame, direction)
         if isinstance(frame, VADUserStartedSpeakingFrame | UserStartedSpeakingFrame):
             self._prompts_left = self._prompts
 
