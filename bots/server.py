@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -65,6 +66,12 @@ class Runtime:
     def accepting(self) -> bool:
         """New sessions are welcome: not shutting down, and below VOICEBOT_MAX_SESSIONS."""
         return not self.draining and len(self.sessions) < self.settings.max_sessions
+
+
+async def close_quietly(websocket: WebSocket, code: int, reason: str = "") -> None:
+    """Close a socket we are refusing; if the peer has already gone, there is nothing to say."""
+    with contextlib.suppress(Exception):
+        await websocket.close(code=code, reason=reason)
 
 
 async def drain(app: FastAPI) -> None:
@@ -187,13 +194,13 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
         host = websocket.headers.get("host", "")
         if not access.origin_allowed(websocket.headers.get("origin"), host):
             logger.warning(f"Refused {websocket.url.path} from origin {websocket.headers.get('origin')}")
-            await websocket.close(code=status.WS_1008_POLICY_VIOLATION)  # before accept: HTTP 403
+            await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION)  # before accept: HTTP 403
             return False
         if websocket.url.path != "/twilio/ws" and not access.authorised(
             websocket.headers, websocket.query_params
         ):
             logger.warning(f"Refused {websocket.url.path} from {websocket.client}: no valid API key or token")
-            await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
+            await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION)
             return False
         await websocket.accept()
         if runtime.accepting:
@@ -201,7 +208,7 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
         metrics.SESSIONS_REFUSED.labels(websocket.url.path).inc()
         reason = "server shutting down" if runtime.draining else "server full"
         logger.warning(f"Refused a session on {websocket.url.path}: {reason}")
-        await websocket.close(code=TRY_AGAIN_LATER, reason=reason)
+        await close_quietly(websocket, TRY_AGAIN_LATER, reason)
         return False
 
     @app.websocket("/ws")
@@ -263,7 +270,7 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
         url = stream_url(settings, websocket.headers.get("host", websocket.url.netloc), scheme)
         if not signature_is_valid(settings, url, {}, websocket.headers.get("x-twilio-signature")):
             logger.warning(f"Rejected /twilio/ws from {websocket.client}: bad X-Twilio-Signature")
-            await websocket.close(code=status.WS_1008_POLICY_VIOLATION)  # before accept: HTTP 403
+            await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION)  # before accept: HTTP 403
             return
         if not await admit(websocket):
             return
@@ -271,7 +278,7 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
             call = await read_handshake(websocket)
         except TwilioProtocolError as e:
             logger.warning(f"Closed /twilio/ws from {websocket.client}: {e}")
-            await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=str(e)[:120])
+            await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION, str(e)[:120])
             return
         logger.info(f"Call {call.call_sid} connected (stream {call.stream_sid})")
         await run_session(

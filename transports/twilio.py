@@ -116,7 +116,7 @@ async def read_handshake(websocket: WebSocket, *, timeout: float = 10.0) -> Twil
 
     try:
         return await asyncio.wait_for(first_start(), timeout)
-    except (TimeoutError, json.JSONDecodeError, KeyError, TypeError) as e:
+    except (TimeoutError, json.JSONDecodeError, KeyError, TypeError, WebSocketDisconnect) as e:
         raise TwilioProtocolError(f"bad media stream handshake: {e or type(e).__name__}") from e
 
 

@@ -110,9 +110,18 @@ async def test_garbage_never_hurts_the_server_or_a_good_session(llm):
             await fuzzing
             await good.send_json({"type": "hangup"})
             await good.wait_closed(timeout=15)
+        # A leak grows with every round; Python keeps its peak, so compare identical rounds after it.
         await fuzz_round(server, rng, connections=30)
         await asyncio.sleep(2)
-        rss_growth_mb = (process.memory_info().rss - rss_before) / 2**20
+        rss_steady = process.memory_info().rss
+        for _ in range(2):
+            await fuzz_round(server, rng, connections=30)
+        await asyncio.sleep(2)
+        rss_growth_mb = (process.memory_info().rss - rss_steady) / 2**20
+        print(
+            f"RSS: {rss_before / 2**20:.0f} MB after warm-up, {rss_steady / 2**20:.0f} MB after the peak, "
+            f"+{rss_growth_mb:.1f} MB over 60 more garbage connections"
+        )
         with __import__("urllib.request").request.urlopen(
             f"{server.base_url}/healthz", timeout=5
         ) as response:
@@ -122,5 +131,5 @@ async def test_garbage_never_hurts_the_server_or_a_good_session(llm):
     assert good.of_type("bot_text")[0]["text"] == REPLY
     assert good.of_type("end") == [{"type": "end", "reason": "client_hangup"}]
     assert health["status"] == "ok" and health["active_sessions"] == 0, "every fuzz session ended"
-    assert rss_growth_mb < 40, f"memory grew by {rss_growth_mb:.0f} MB over 110 garbage connections"
+    assert rss_growth_mb < 25, f"memory grew by {rss_growth_mb:.0f} MB over 60 garbage connections"
     assert [line for line in server.unclean_lines() if "Traceback" in line] == []
