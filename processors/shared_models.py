@@ -33,8 +33,8 @@ def _single_thread_options(graph_optimization: bool = False) -> onnxruntime.Sess
 
 @functools.cache
 def silero_session() -> onnxruntime.InferenceSession:
-    """The process's Silero VAD session, from the model bundled in Pipecat."""
-    path = resources.files("pipecat.audio.vad.data").joinpath("silero_vad.onnx")
+    """The process's Silero VAD session, from the one ONNX model Pipecat's VAD package bundles."""
+    (path,) = [f for f in resources.files("pipecat.audio.vad.data").iterdir() if f.name.endswith(".onnx")]
     return onnxruntime.InferenceSession(
         str(path), providers=["CPUExecutionProvider"], sess_options=_single_thread_options()
     )
