@@ -42,7 +42,7 @@ from processors.session_end import SessionEndProcessor
 from processors.shared_models import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 from processors.silence_timeout import SilenceTimeoutProcessor
 from processors.transcript_log import TranscriptLog
-from processors.turn_metrics import TurnMetrics, TurnMetricsProcessor
+from processors.turn_metrics import TurnMetrics, TurnMetricsObserver
 
 INPUT_SAMPLE_RATE = 16000
 
@@ -99,7 +99,7 @@ class VoiceSession:
         )
 
         session_end = SessionEndProcessor()
-        turn_metrics = TurnMetricsProcessor()
+        turn_metrics = TurnMetricsObserver()
         pipeline = Pipeline(
             [
                 transport.input(),
@@ -120,7 +120,6 @@ class VoiceSession:
                 session_end,
                 tts,
                 transport.output(),
-                turn_metrics,
                 assistant_aggregator,
             ]
         )
@@ -129,7 +128,7 @@ class VoiceSession:
             observers.append(TranscriptLog(settings.transcript_log_dir, session_id=session_id))
         worker = PipelineWorker(
             pipeline,
-            observers=observers,
+            observers=[turn_metrics, *observers],
             params=PipelineParams(
                 audio_in_sample_rate=INPUT_SAMPLE_RATE,
                 audio_out_sample_rate=output_sample_rate,
@@ -150,10 +149,10 @@ class VoiceSession:
         return session
 
     def _wire(
-        self, user_aggregator, session_end: SessionEndProcessor, turn_metrics: TurnMetricsProcessor
+        self, user_aggregator, session_end: SessionEndProcessor, turn_metrics: TurnMetricsObserver
     ) -> None:
         @turn_metrics.event_handler("on_turn_metrics")
-        async def _report_turn(processor, turn: TurnMetrics):
+        async def _report_turn(observer, turn: TurnMetrics):
             logger.info(f"Session {self.session_id} {turn.describe()}")
             for stage, seconds in turn.as_dict().items():
                 if stage.endswith("_secs") and seconds is not None:
