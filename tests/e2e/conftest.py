@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support.server import ServerProcess
 
 
@@ -11,5 +12,14 @@ from tests.support.server import ServerProcess
 def offline_server():
     """One real `voicebot serve` on the offline stack for a test module (models load once)."""
     server = ServerProcess(env={"BOT_GREETING": "Hello! How can I help you today?"}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def llm():
+    """An OpenAI-compatible fake answering "Paris is the capital of France." (its default),
+    one per test module, so a module that changes its behaviour affects only itself."""
+    server = FakeOpenAIServer().start()
     yield server
     server.stop()

@@ -7,12 +7,10 @@ import json
 import random
 
 import psutil
-import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bots.call import SimpleClient
-from tests.fakes.openai_server import FakeOpenAIServer, LLMBehaviour
 from tests.support.audio_files import encode
 from tests.support.server import ServerProcess
 from tests.support.speech import speech_pcm16
@@ -80,13 +78,6 @@ async def fuzz_round(server: ServerProcess, rng: random.Random, connections: int
                 throw(f"{server.ws_url}/ws/simple", [bytes(2 * 2**20)])
             )  # over VOICEBOT_MAX_MESSAGE_BYTES
     await asyncio.gather(*jobs)
-
-
-@pytest.fixture(scope="module")
-def llm():
-    server = FakeOpenAIServer(LLMBehaviour(reply=REPLY)).start()
-    yield server
-    server.stop()
 
 
 async def test_garbage_never_hurts_the_server_or_a_good_session(llm):

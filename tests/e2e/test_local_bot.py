@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fakes.openai_server import FakeOpenAIServer, LLMBehaviour
 from tests.support.server import OWNED_PREFIXES
 from tests.support.speech import speech_pcm16, word_error_rate
 
@@ -100,13 +99,6 @@ def audio(tmp_path):
     devices.start()
     yield devices
     devices.stop()
-
-
-@pytest.fixture(scope="module")
-def llm():
-    server = FakeOpenAIServer(LLMBehaviour(reply=REPLY)).start()
-    yield server
-    server.stop()
 
 
 def start_local_bot(env: dict[str, str], workdir: Path) -> subprocess.Popen:

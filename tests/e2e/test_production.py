@@ -12,20 +12,12 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.fakes.openai_server import FakeOpenAIServer, LLMBehaviour
 from tests.fakes.twilio import FakeTwilioAPI, TwilioCaller
 from tests.support.pipecat_client import PipecatWebsocketClient
 from tests.support.server import ServerProcess
 from tests.support.speech import speech_pcm16
 
 GOODBYE = "We are restarting now. Goodbye!"
-
-
-@pytest.fixture(scope="module")
-def llm():
-    server = FakeOpenAIServer(LLMBehaviour(reply="Paris is the capital of France.")).start()
-    yield server
-    server.stop()
 
 
 def get(url: str) -> tuple[int, dict | str]:

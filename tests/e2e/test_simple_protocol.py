@@ -11,7 +11,7 @@ import pytest
 from bots.call import SimpleClient
 from processors.moonshine_stt import MoonshineTranscriber
 from tests.fakes.deepgram_server import FakeDeepgramServer
-from tests.fakes.openai_server import FakeOpenAIServer, LLMBehaviour
+from tests.fakes.openai_server import LLMBehaviour
 from tests.support.audio_files import FORMATS, encode
 from tests.support.server import ServerProcess
 from tests.support.speech import silence_pcm16, speech_pcm16, word_error_rate
@@ -19,13 +19,6 @@ from tests.support.speech import silence_pcm16, speech_pcm16, word_error_rate
 QUESTION = "What is the capital of France?"
 REPLY = "Paris is the capital of France."
 MAX_WER = 0.25
-
-
-@pytest.fixture(scope="module")
-def llm():
-    server = FakeOpenAIServer(LLMBehaviour(reply=REPLY)).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

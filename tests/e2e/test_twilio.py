@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.fakes.openai_server import FakeOpenAIServer, LLMBehaviour
+from tests.fakes.openai_server import LLMBehaviour
 from tests.fakes.twilio import FakeTwilioAPI, TwilioCaller, signed_form_post
 from tests.support.server import ServerProcess
 from tests.support.speech import speech_pcm16, word_error_rate
@@ -27,13 +27,6 @@ def twilio_api():
     api = FakeTwilioAPI().start()
     yield api
     api.stop()
-
-
-@pytest.fixture(scope="module")
-def llm():
-    server = FakeOpenAIServer(LLMBehaviour(reply=REPLY)).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
