@@ -70,6 +70,12 @@ class Client:
             self.errors += 1
 
     async def _read(self, ws) -> None:
+        try:
+            await self._read_replies(ws)
+        except ConnectionClosed:
+            pass  # the sender sees it too, and counts it
+
+    async def _read_replies(self, ws) -> None:
         last_audio = 0.0
         async for message in ws:
             now = time.monotonic()

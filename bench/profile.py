@@ -34,11 +34,24 @@ def top_functions(raw_profile: Path, count: int) -> list[tuple[float, str]]:
     return [(100 * n / grand, name) for name, n in totals.most_common(count)]
 
 
+def inclusive_functions(raw_profile: Path, count: int) -> list[tuple[float, str]]:
+    """Time spent in each function and everything it calls (each stack counted once per function)."""
+    totals: collections.Counter[str] = collections.Counter()
+    grand = 0
+    for line in raw_profile.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        for name in set(stack.split(";")):
+            totals[name] += int(samples)
+        grand += int(samples)
+    return [(100 * n / grand, name) for name, n in totals.most_common(count)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=40)
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--inclusive", type=int, default=40)
     args = parser.parse_args()
     fakes_process = subprocess.Popen(
         [sys.executable, "-m", "bench.fakes_process"], cwd=ROOT, stdout=subprocess.PIPE, text=True
@@ -69,8 +82,12 @@ def main() -> None:
     finally:
         server.stop()
         fakes_process.terminate()
+    print(f"Raw profile: {output}")
     print(f"Top {args.top} functions by self time, ours at {args.sessions} sessions:")
     for share, name in top_functions(output, args.top):
+        print(f"{share:5.1f}%  {name}")
+    print(f"\nTop {args.inclusive} functions including their callees:")
+    for share, name in inclusive_functions(output, args.inclusive):
         print(f"{share:5.1f}%  {name}")
 
 

@@ -31,6 +31,9 @@ RESULTS = ROOT / "bench" / "results"
 UTTERANCE = "What time does the museum open tomorrow morning?"  # 2.5 s; smart-turn: complete
 VAD_STOP_SECS = 0.2  # the stop window both servers use; the fakes add no delay
 WARMUP_SECS = 8.0
+# Answered, but seconds late, is not real time: the reference notes' baseline broke with "replies
+# 3+ s late" while loop lag stayed low. A point holds only if replies stay prompt too.
+MAX_LATENCY_P95_SECS = 1.0
 
 
 class Server:
@@ -47,6 +50,7 @@ class Server:
             "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": fakes["openai"],
             "BOT_GREETING": "", "VOICEBOT_LOG_LEVEL": "WARNING",
             "VOICEBOT_IDLE_TIMEOUT_SECS": "0", "VOICEBOT_SILENCE_TIMEOUT_SECS": "0",
+            "VOICEBOT_MAX_SESSIONS": "1000",  # measure capacity, not our admission limit
         }  # fmt: skip
 
     def start(self) -> float:
@@ -134,7 +138,12 @@ def load(server: Server, speech: bytes, clients: int, seconds: float, pause: flo
     stats = server.stats()
     if stats:
         result.update({k: round(v, 1) for k, v in stats.items() if k.startswith("loop")})
-    result["holds"] = result["answered"] >= 0.99 and (stats is None or stats["loop_lag_ms_p99"] < 100)
+    result["holds"] = (
+        result["answered"] >= 0.99
+        and result["errors"] == 0
+        and (result["latency_s_p95"] or 0) <= MAX_LATENCY_P95_SECS
+        and (stats is None or stats["loop_lag_ms_p99"] < 100)
+    )
     return result
 
 
@@ -186,6 +195,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="measurement window per point")
     parser.add_argument("--turns", type=int, default=30, help="turns for the latency benchmark")
     parser.add_argument("--workers-sweep", default="40,60,80", help="session counts with 2 workers")
+    parser.add_argument("--kinds", default="baseline,ours", help="which servers to measure")
+    parser.add_argument("--quick", action="store_true", help="capacity only: no start-up, latency or workers")
     args = parser.parse_args()
     sweep = [int(n) for n in args.sweep.split(",")]
 
@@ -201,18 +212,23 @@ def main() -> None:
         "utterance_secs": len(speech) / 32000,
     }
     try:
-        for kind in ("baseline", "ours"):
+        for kind in args.kinds.split(","):
             print(f"== {kind}", flush=True)
-            entry = report[kind] = {"startup": startup_to_first_answer(kind, fakes, speech)}
+            entry = report[kind] = {}
+            if not args.quick:
+                entry["startup"] = startup_to_first_answer(kind, fakes, speech)
             server = Server(kind, fakes)
             server.start()
             try:
                 entry["idle_rss_mb"] = round(server.rss_mb(), 1)
-                entry["latency"] = latency_overhead(server, speech, args.turns)
-                print(f"  latency: {entry['latency']}", flush=True)
+                if not args.quick:
+                    entry["latency"] = latency_overhead(server, speech, args.turns)
+                    print(f"  latency: {entry['latency']}", flush=True)
                 entry["capacity"] = capacity(server, speech, sweep, args.seconds)
             finally:
                 server.stop()
+        if args.quick:
+            return
         print("== ours, 2 workers", flush=True)
         server = Server("ours", fakes, workers=2)
         server.start()

@@ -34,6 +34,7 @@ from pipeline import metrics
 from pipeline.resources import SharedResources
 from pipeline.services import Providers, build_llm, build_stt, build_tts, describe_failed_service
 from pipeline.settings import Settings
+from processors.client_audio_ticker import ClientAudioTicker
 from processors.frames import EndReason, EndSessionFrame, TurnMetricsMessageFrame
 from processors.idle_timeout import IdleTimeoutProcessor
 from processors.max_duration import MaxDurationProcessor
@@ -108,6 +109,7 @@ class VoiceSession:
                 PushToTalkGate(),
                 stt,
                 user_aggregator,
+                ClientAudioTicker(),
                 llm,
                 IdleTimeoutProcessor(timeout_secs=settings.idle_timeout_secs, goodbye=settings.goodbye),
                 SilenceTimeoutProcessor(
@@ -136,6 +138,7 @@ class VoiceSession:
                 enable_usage_metrics=True,
             ),
             conversation_id=session_id,
+            enable_turn_tracking=False,  # nothing of ours reads it; it observes every frame
             # Pipecat's watchdog cancels the call with no goodbye; our processors own timeouts.
             idle_timeout_secs=None,
             cancel_on_idle_timeout=False,

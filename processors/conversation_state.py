@@ -28,8 +28,11 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 
-# Frames that prove the client is alive and sending.
-CLIENT_INPUT_FRAMES = (InputAudioRawFrame, InputTransportMessageFrame, InputDTMFFrame)
+from processors.frames import ClientAudioTickFrame
+
+# Frames that prove the client is alive and sending (audio, or the ticks that stand in for it).
+CLIENT_AUDIO_FRAMES = (InputAudioRawFrame, ClientAudioTickFrame)
+CLIENT_INPUT_FRAMES = (*CLIENT_AUDIO_FRAMES, InputTransportMessageFrame, InputDTMFFrame)
 
 # How long a hand-over between stages may take before we stop counting it as "the bot is busy":
 # end of speech -> transcript -> user turn decision -> LLM start, or LLM text -> first audio.
@@ -105,7 +108,7 @@ class ConversationState:
         """Update the state from one frame (any direction)."""
         if isinstance(frame, CLIENT_INPUT_FRAMES):
             self.last_client_input = self._clock()
-            if isinstance(frame, InputAudioRawFrame):
+            if isinstance(frame, CLIENT_AUDIO_FRAMES):
                 self.last_client_audio = self.last_client_input
         elif isinstance(frame, VADUserStartedSpeakingFrame | UserStartedSpeakingFrame):
             self._user_speaking = True

@@ -24,7 +24,7 @@ class ConversationTextObserver(BaseObserver):
     """
 
     def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**{"observe_every_push": False, **kwargs})  # first pushes are all it reads
         self._state = ""
         self._reply = ""
 
@@ -43,8 +43,6 @@ class ConversationTextObserver(BaseObserver):
             self.on_state(state)
 
     async def on_push_frame(self, data: FramePushed):
-        if not data.first_push:
-            return
         frame = data.frame
         if isinstance(frame, TranscriptionFrame):
             self.on_user(frame.text)

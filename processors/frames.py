@@ -108,3 +108,13 @@ class PushToTalkFrame(SystemFrame):
 @dataclass
 class ClientHangupFrame(SystemFrame):
     """The client asked to end the session (it is still connected and wants the end notice)."""
+
+
+@dataclass
+class ClientAudioTickFrame(SystemFrame):
+    """Client audio is still arriving: stands in for the input audio frames past the point that needs them.
+
+    Input audio is consumed by the VAD, the STT and the user aggregator; carrying every 20 ms
+    frame on through the LLM, our clocks, the TTS and the output transport cost a queue hop
+    and an observer call each, for nothing. The clocks only need to know that audio flows.
+    """

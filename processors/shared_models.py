@@ -13,12 +13,15 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
+import numpy as np
 import onnxruntime
 from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 from pipecat.utils.env import env_truthy
+
+from processors.silero_batcher import SileroBatcher
 
 
 def _single_thread_options(graph_optimization: bool = False) -> onnxruntime.SessionOptions:
@@ -68,7 +71,9 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
     """`SileroVADAnalyzer` on the process's Silero session, analysing on the event loop.
 
     A window takes about 0.1 ms; Pipecat hands every 20 ms frame to a per-call thread, and that
-    hop (and the GIL ping-pong it causes) costs more than the inference itself.
+    hop (and the GIL ping-pong it causes) costs more than the inference itself. Windows are
+    scored by the process's `SileroBatcher`, together with the other calls' windows of the same
+    event-loop turn; Pipecat's own state machine (`_run_analyzer`) then reads the score.
 
     Example::
 
@@ -80,9 +85,26 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         self._model = _SharedSileroModel()
         self._windows_since_reset = 0
         self._low_confidence_windows = 0
+        self._score = 0.0
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
-        return self._run_analyzer(buffer)
+        # Feed Pipecat's analyzer one window at a time, each scored (batched) just before.
+        state = self._vad_state
+        while buffer:
+            missing = self._vad_frames_num_bytes - len(self._vad_buffer)
+            piece, buffer = buffer[:missing], buffer[missing:]
+            if len(piece) == missing:
+                window = np.frombuffer(bytes(self._vad_buffer) + piece, np.int16).astype(np.float32) / 32768.0
+                batcher = SileroBatcher.for_running_loop(silero_session())
+                self._score = await batcher.score(self._model, window, self.sample_rate)
+            state = self._run_analyzer(piece)
+        return state
+
+    def voice_confidence(self, buffer) -> float:
+        """The score `analyze_audio` got for this window from the batch."""
+        confidence, self._score = self._score, 0.0
+        self._maybe_reset_model(confidence)
+        return confidence
 
 
 class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):

@@ -58,15 +58,13 @@ class TurnMetricsObserver(BaseObserver):
     """
 
     def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**{"observe_every_push": False, **kwargs})  # first pushes are all it reads
         self._turns = 0
         self._speech_ended_at: float | None = None
         self._current: TurnMetrics | None = None
         self._register_event_handler("on_turn_metrics")
 
     async def on_push_frame(self, data: FramePushed):
-        if not data.first_push:
-            return
         frame = data.frame
         if isinstance(frame, VADUserStoppedSpeakingFrame):
             self._speech_ended_at = time.monotonic() - frame.stop_secs
