@@ -7,6 +7,7 @@ sent and when the first bot audio of the reply arrived.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -70,10 +71,8 @@ class Client:
             self.errors += 1
 
     async def _read(self, ws) -> None:
-        try:
+        with contextlib.suppress(ConnectionClosed):  # the sender sees it too, and counts it
             await self._read_replies(ws)
-        except ConnectionClosed:
-            pass  # the sender sees it too, and counts it
 
     async def _read_replies(self, ws) -> None:
         last_audio = 0.0

@@ -127,17 +127,20 @@ def load(server: Server, speech: bytes, clients: int, seconds: float, pause: flo
         procs = server.processes()
         for p in procs:
             p.cpu_percent(None)
+        load_generator.cpu_percent(None)
         window_start = time.monotonic()
         talkers = await run
         cpu = sum(p.cpu_percent(None) for p in procs)
-        return talkers, cpu, time.monotonic() - window_start
+        return talkers, cpu, load_generator.cpu_percent(None), time.monotonic() - window_start
 
-    talkers, cpu, window = asyncio.run(drive())
+    load_generator = psutil.Process()  # the clients run in this process, on the same cores
+    talkers, cpu, load_cpu, window = asyncio.run(drive())
     result = {"sessions": clients, **summarise_turns(talkers, measure_from), "cpu_percent": round(cpu, 1),
+              "load_generator_cpu_percent": round(load_cpu, 1),
               "rss_mb": round(server.rss_mb(), 1), "window_s": round(window, 1)}  # fmt: skip
     stats = server.stats()
     if stats:
-        result.update({k: round(v, 1) for k, v in stats.items() if k.startswith("loop")})
+        result.update({k: round(v, 1) for k, v in stats.items() if k.startswith(("loop", "vad"))})
     result["holds"] = (
         result["answered"] >= 0.99
         and result["errors"] == 0

@@ -13,6 +13,8 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI
 
+from processors.silero_batcher import SileroBatcher
+
 LAG_PERIOD_SECS = 0.1
 
 
@@ -39,6 +41,9 @@ def add_stats(app: FastAPI, monitor: LoopLagMonitor) -> None:
             "loop_lag_ms_max": float(samples.max()),
             "samples": len(monitor.samples),
         }
+        batcher = SileroBatcher._per_loop.get(asyncio.get_running_loop())
+        if batcher is not None and batcher.runs:
+            result["vad_windows_per_inference"] = batcher.windows / batcher.runs
         if reset:
             monitor.samples.clear()
         return result
