@@ -105,7 +105,7 @@ class VoiceSession:
             [
                 transport.input(),
                 *(input_processors or []),
-                VADProcessor(vad_analyzer=vad),
+                VADProcessor(vad_analyzer=vad, enable_direct_mode=True),
                 PushToTalkGate(),
                 stt,
                 user_aggregator,
