@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 
 import numpy as np
@@ -82,7 +83,7 @@ def main() -> None:
     from loguru import logger
 
     logger.remove()
-    logger.add(sys.stderr, level="WARNING")
+    logger.add(sys.stderr, level=os.environ.get("BENCH_LOG_LEVEL", "WARNING"))  # DEBUG to look inside
     asyncio.run(serve(args.kind, args.port))
 
 

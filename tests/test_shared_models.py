@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import numpy as np
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams, VADState
 
-from processors.shared_models import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer, silero_session
+from processors.shared_models import (
+    FAST_TURN_MAX_CALLS,
+    SharedSileroVADAnalyzer,
+    SharedSmartTurnAnalyzer,
+    silero_session,
+    smart_turn_threads,
+)
 from processors.silero_batcher import SileroBatcher
 from tests.support.speech import silence_pcm16, speech_pcm16
 
@@ -72,8 +79,16 @@ async def test_concurrent_calls_share_one_inference_but_keep_their_own_state():
     assert batcher.runs - runs <= scored / 2.5  # three calls' windows went through together
 
 
-def test_smart_turn_shares_its_session_and_thread():
+def test_smart_turn_shares_its_session_and_thread_and_uses_more_threads_only_when_calls_are_few():
     first, second = SharedSmartTurnAnalyzer(), SharedSmartTurnAnalyzer()
     assert first._session is second._session
     assert first._model_executor is second._model_executor
     assert isinstance(first, LocalSmartTurnAnalyzerV3)
+    assert first._session.get_session_options().intra_op_num_threads == smart_turn_threads()
+
+    crowd = [SharedSmartTurnAnalyzer() for _ in range(FAST_TURN_MAX_CALLS)]
+    assert first._session.get_session_options().intra_op_num_threads == 1
+    assert first._session is crowd[0]._session
+    del crowd
+    gc.collect()
+    assert first._session.get_session_options().intra_op_num_threads == smart_turn_threads()
