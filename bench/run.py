@@ -53,7 +53,7 @@ class Server:
             "VOICEBOT_MAX_SESSIONS": "1000",  # measure capacity, not our admission limit
         }  # fmt: skip
 
-    def start(self) -> float:
+    def start(self, stderr=subprocess.DEVNULL) -> float:
         """Start; return seconds from process start to healthy."""
         started = time.monotonic()
         if self.workers == 1:
@@ -69,7 +69,7 @@ class Server:
                 "--workers",
                 str(self.workers),
             ]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stderr=stderr)
         while time.monotonic() - started < 120:
             try:
                 urllib.request.urlopen(f"{self.url}/healthz", timeout=1).close()
