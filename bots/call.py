@@ -11,11 +11,25 @@ import json
 import sys
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+T = TypeVar("T")
+
+
+async def poll_until(check: Callable[[], T], timeout: float, what: str = "condition") -> T:
+    """Poll `check()` every 50 ms until it returns something truthy; TimeoutError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 @dataclass
@@ -86,13 +100,7 @@ class SimpleClient:
         return b"".join(chunk for _, chunk in self.audio)
 
     async def wait_for(self, predicate, timeout: float, what: str = "condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = predicate(self)
-            if result:
-                return result
-            await asyncio.sleep(0.05)
-        raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        return await poll_until(lambda: predicate(self), timeout, what)
 
     async def wait_closed(self, timeout: float) -> None:
         await asyncio.wait_for(asyncio.shield(self._reader), timeout)

@@ -27,6 +27,7 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from bots.call import poll_until
 from tests.fakes.background_loop import BackgroundServer
 
 FRAME_SECS = 0.02
@@ -245,12 +246,7 @@ class TwilioCaller:
         return [at for at, message in self.events if message.get("event") == name]
 
     async def wait_for(self, predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if result := predicate(self):
-                return result
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        return await poll_until(lambda: predicate(self), timeout, what)
 
     async def wait_closed(self, timeout: float) -> None:
         await asyncio.wait_for(asyncio.shield(self._tasks[0]), timeout)

@@ -11,6 +11,8 @@ import pipecat.frames.protobufs.frames_pb2 as frame_protos
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from bots.call import poll_until
+
 FRAME_SECS = 0.02
 
 
@@ -132,13 +134,7 @@ class PipecatWebsocketClient:
 
     async def wait_for(self, predicate, timeout: float, what: str = "condition"):
         """Poll `predicate(received)` until it returns something truthy."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = predicate(self.received)
-            if result:
-                return result
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        return await poll_until(lambda: predicate(self.received), timeout, what)
 
     async def wait_closed(self, timeout: float) -> None:
         await asyncio.wait_for(asyncio.shield(self._reader), timeout)
