@@ -57,6 +57,7 @@ PLANS = {  # how a session ends -> the reason the server must give
 }
 ENDED_LINE = re.compile(r"Session (\w+) ended: reason=(\w+)")
 RSS_PERIOD_SECS = 10.0
+WARM_UP_SECS = 120.0  # allocator and caches grow while the slots fill up; the trend is read after
 
 
 @dataclass
@@ -119,6 +120,7 @@ class SoakSession:
             try:
                 await ws.send(frame)
             except ConnectionClosed:
+                self._ended.set()  # the reader still drains what arrived before the close
                 return
             next_at += FRAME_SECS
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
@@ -228,7 +230,7 @@ def summarise(args, records, samples, log_text, active_after, server_alive, cpus
     mismatched = [r for r in records if r.plan != "hangup" and r.told_reason != PLANS[r.plan]]
     error_lines = [line for line in log_text.splitlines() if UNCLEAN_LOG.search(line) or "| ERROR" in line]
     warning_lines = [line for line in log_text.splitlines() if "| WARNING" in line]
-    warm = [(t, rss) for t, rss in samples if t >= 60]
+    warm = [(t, rss) for t, rss in samples if t >= WARM_UP_SECS]
     turns = sum(r.turns for r in records)
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -247,7 +249,7 @@ def summarise(args, records, samples, log_text, active_after, server_alive, cpus
         "rss_mb_first_warm_sample": warm[0][1] if warm else None,
         "rss_mb_last_sample": samples[-1][1] if samples else None,
         "rss_mb_max": max((rss for _, rss in samples), default=None),
-        "rss_trend_mb_per_min_after_1_min": round(rss_trend_mb_per_min(warm), 2),
+        "rss_trend_mb_per_min_when_warm": round(rss_trend_mb_per_min(warm), 2),
         "server_error_lines": len(error_lines),
         "server_error_examples": error_lines[:5],
         "server_warning_lines": len(warning_lines),
@@ -263,7 +265,7 @@ def summarise(args, records, samples, log_text, active_after, server_alive, cpus
         and not mismatched
         and report["client_errors"] == 0
         and report["server_end_lines"] == len(records)
-        and report["rss_trend_mb_per_min_after_1_min"] < 1.0
+        and report["rss_trend_mb_per_min_when_warm"] < 1.0
     )
     return report
 

@@ -28,7 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from bots.draining_server import DrainingServer
+    from bots.draining_server import DrainingServer, run_draining_workers
     from bots.server import create_app, drain
 
     logger.info(f"Serving on http://{host}:{port} with {args.workers} worker process(es)")
@@ -43,7 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         # Each worker is a process with its own models and event loop; the kernel spreads
         # new connections across them. A session lives in one worker for its whole life.
-        uvicorn.run("bots.server:app_from_environment", factory=True, workers=args.workers, **options)
+        factory = "bots.server:app_from_environment"
+        run_draining_workers(uvicorn.Config(factory, factory=True, workers=args.workers, **options))
     else:
         app = create_app(settings, bind_host=host)
         DrainingServer(uvicorn.Config(app, **options), drain=lambda: drain(app)).run()

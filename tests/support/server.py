@@ -34,7 +34,9 @@ class ServerProcess:
     It runs in an empty working directory so a developer's `.env` never leaks into tests.
     """
 
-    def __init__(self, env: dict[str, str] | None = None, startup_timeout: float = 180.0):
+    def __init__(
+        self, env: dict[str, str] | None = None, startup_timeout: float = 180.0, args: tuple[str, ...] = ()
+    ):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
@@ -43,12 +45,13 @@ class ServerProcess:
         keep = {k: v for k, v in os.environ.items() if not k.startswith(OWNED_PREFIXES)}
         self._env = {**keep, "VOICEBOT_LOG_LEVEL": "DEBUG", **(env or {})}
         self._startup_timeout = startup_timeout
+        self._args = args
         self._process: subprocess.Popen | None = None
 
     def start(self) -> ServerProcess:
         log = self.log_path.open("w")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "bots.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "bots.cli", "serve", "--port", str(self.port), *self._args],
             cwd=self._workdir.name, env=self._env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + self._startup_timeout
