@@ -56,7 +56,7 @@ bundle-check: web
 
 # Our server and a plain Pipecat bot side by side (about 20 minutes); see bench/README.md.
 bench: setup
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run --sweep 10,15,20,25,30,35,40 --workers-sweep 30,40,50
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

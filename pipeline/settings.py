@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     openai_stt_model: str = Field("gpt-4o-transcribe", validation_alias="OPENAI_STT_MODEL")
 
     # Capacity and shutdown
-    max_sessions: int = Field(15, ge=1, le=10000, validation_alias="VOICEBOT_MAX_SESSIONS")
+    max_sessions: int = Field(30, ge=1, le=10000, validation_alias="VOICEBOT_MAX_SESSIONS")
     drain_secs: float = Field(30.0, ge=0.0, le=3600.0, validation_alias="VOICEBOT_DRAIN_SECS")
     max_message_bytes: int = Field(
         16 * 2**20, ge=64 * 1024, le=256 * 2**20, validation_alias="VOICEBOT_MAX_MESSAGE_BYTES"
