@@ -1,9 +1,10 @@
 """A voice session: the one place where a session's pipeline is assembled, for any transport.
 
-transport in → VAD (Silero) → push-to-talk gate → STT → user aggregator (smart-turn) → LLM →
-[idle, silence, max duration, session end] → TTS → transport out → assistant aggregator, run by one
-`PipelineWorker` and its own `WorkerRunner`. Our processors sit after the LLM: there they see
-client input (which flows through), LLM responses, and bot speech (pushed upstream by the
+transport in → VAD (Silero) → push-to-talk gate → STT → user aggregator (smart-turn) → client
+audio ticker → LLM → [idle, silence, max duration, session end] → TTS → transport out → assistant
+aggregator, run by one `PipelineWorker` and its own `WorkerRunner`. Input audio ends at the
+ticker (a tick every 0.25 s says it still flows). Our processors sit after the LLM: there they
+see client input (messages, audio ticks), LLM responses, and bot speech (pushed upstream by the
 output transport), and what they push reaches the TTS.
 """
 
