@@ -21,7 +21,21 @@ SAMPLE_RATE = 16000
 ANSWER_WINDOW_SECS = 4.0  # a reply counts if it starts within this of the end of speech
 
 
-def _audio_frame(pcm16: bytes) -> bytes:
+FRAME_BYTES = int(SAMPLE_RATE * FRAME_SECS) * 2
+
+
+def speech_frames(pcm16: bytes) -> list[bytes]:
+    """A clip cut into serialised 20 ms protobuf audio frames (the last one padded)."""
+    return [
+        audio_frame(pcm16[i : i + FRAME_BYTES].ljust(FRAME_BYTES, b"\0"))
+        for i in range(0, len(pcm16), FRAME_BYTES)
+    ]
+
+
+SILENCE_FRAME_PCM = bytes(FRAME_BYTES)
+
+
+def audio_frame(pcm16: bytes) -> bytes:
     frame = frame_protos.Frame()
     frame.audio.audio = pcm16
     frame.audio.sample_rate = SAMPLE_RATE
@@ -61,11 +75,11 @@ class Client:
                 while time.monotonic() < until:
                     for frame in self.speech:
                         await ws.send(frame)
-                        next_at = await _tick(next_at)
+                        next_at = await tick(next_at)
                     self.utterances.append(Utterance(ended_at=time.monotonic()))
                     for _ in range(int(self.pause_secs / FRAME_SECS)):
                         await ws.send(self.silence)
-                        next_at = await _tick(next_at)
+                        next_at = await tick(next_at)
                 reader.cancel()
         except (ConnectionClosed, OSError):
             self.errors += 1
@@ -89,7 +103,8 @@ class Client:
             last_audio = now
 
 
-async def _tick(next_at: float) -> float:
+async def tick(next_at: float) -> float:
+    """Sleep until the next 20 ms frame is due (real-time pacing without drift)."""
     next_at += FRAME_SECS
     await asyncio.sleep(max(0.0, next_at - time.monotonic()))
     return next_at
@@ -105,11 +120,8 @@ async def run_clients(
     phase: float | None = None,
 ) -> list[Client]:
     """`clients` concurrent talkers for `seconds`, connecting 4 per second at random phases."""
-    step = int(SAMPLE_RATE * FRAME_SECS) * 2
-    speech = [
-        _audio_frame(speech_pcm16[i : i + step].ljust(step, b"\0")) for i in range(0, len(speech_pcm16), step)
-    ]
-    silence = _audio_frame(bytes(step))
+    speech = speech_frames(speech_pcm16)
+    silence = audio_frame(SILENCE_FRAME_PCM)
     until = time.monotonic() + seconds
     talkers = [Client(url, speech, silence, pause_secs) for _ in range(clients)]
     rng = random.Random(1)

@@ -42,7 +42,7 @@ def add_stats(app: FastAPI, monitor: LoopLagMonitor) -> None:
             "loop_lag_ms_max": float(samples.max()),
             "samples": len(monitor.samples),
         }
-        batcher = SileroBatcher._per_loop.get(asyncio.get_running_loop())
+        batcher = SileroBatcher.of_running_loop()
         if batcher is not None and batcher.runs:
             result["vad_windows_per_inference"] = batcher.windows / batcher.runs
         if reset:

@@ -41,7 +41,7 @@ import psutil
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.loadgen import FRAME_SECS, _audio_frame
+from bench.loadgen import FRAME_SECS, SILENCE_FRAME_PCM, audio_frame, speech_frames, tick
 from bench.run import RESULTS, ROOT, UTTERANCE, Server
 from tests.support.server import UNCLEAN_LOG
 from tests.support.speech import speech_pcm16
@@ -77,7 +77,7 @@ class SoakSession:
     def __init__(self, url: str, speech: list[bytes], plan: str, turns: int):
         self.url, self.speech, self.turns = url, speech, turns
         self.record = SessionRecord(plan=plan)
-        self.silence = _audio_frame(bytes(int(16000 * FRAME_SECS) * 2))
+        self.silence = audio_frame(SILENCE_FRAME_PCM)
         self._reply_audio_at = 0.0
         self._ended = asyncio.Event()
 
@@ -122,8 +122,7 @@ class SoakSession:
             except ConnectionClosed:
                 self._ended.set()  # the reader still drains what arrived before the close
                 return
-            next_at += FRAME_SECS
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at = await tick(next_at)
 
     async def _read(self, ws) -> None:
         try:
@@ -187,8 +186,7 @@ def main() -> None:
     with log_path.open("w") as log:
         server.start(stderr=log)
     pcm = speech_pcm16(UTTERANCE, pad_secs=0.0)
-    step = int(16000 * FRAME_SECS) * 2
-    speech = [_audio_frame(pcm[i : i + step].ljust(step, b"\0")) for i in range(0, len(pcm), step)]
+    speech = speech_frames(pcm)
     samples: list[tuple[float, float]] = []
     started = time.monotonic()
 

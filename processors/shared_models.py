@@ -27,10 +27,10 @@ from pipecat.utils.env import env_truthy
 from processors.silero_batcher import SileroBatcher
 
 
-def _single_thread_options(graph_optimization: bool = False) -> onnxruntime.SessionOptions:
+def _session_options(*, threads: int = 1, graph_optimization: bool = False) -> onnxruntime.SessionOptions:
     options = onnxruntime.SessionOptions()
     options.inter_op_num_threads = 1
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     if graph_optimization:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -46,7 +46,7 @@ def silero_session() -> onnxruntime.InferenceSession:
     """The process's Silero VAD session, from the one ONNX model Pipecat's VAD package bundles."""
     (path,) = [f for f in resources.files("pipecat.audio.vad.data").iterdir() if f.name.endswith(".onnx")]
     return onnxruntime.InferenceSession(
-        str(path), providers=["CPUExecutionProvider"], sess_options=_single_thread_options()
+        str(path), providers=["CPUExecutionProvider"], sess_options=_session_options()
     )
 
 
@@ -57,8 +57,7 @@ def smart_turn_session(threads: int = 1) -> onnxruntime.InferenceSession:
     Idle intra-op threads do not spin-wait: they must not take CPU from the event loop.
     """
     path = resources.files("pipecat.audio.turn.smart_turn.data").joinpath("smart-turn-v3.2-cpu.onnx")
-    options = _single_thread_options(graph_optimization=True)
-    options.intra_op_num_threads = threads
+    options = _session_options(threads=threads, graph_optimization=True)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(str(path), sess_options=options)
 

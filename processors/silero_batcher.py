@@ -48,6 +48,11 @@ class SileroBatcher:
             batcher = cls._per_loop[loop] = cls(session, loop)
         return batcher
 
+    @classmethod
+    def of_running_loop(cls) -> SileroBatcher | None:
+        """The running loop's batcher, if any call has used it (for statistics)."""
+        return cls._per_loop.get(asyncio.get_running_loop())
+
     def score(self, model: SileroOnnxModel, window: np.ndarray, sample_rate: int) -> asyncio.Future:
         """Speech confidence (0–1) of one float32 window, scored with the next batch."""
         future = self._loop.create_future()

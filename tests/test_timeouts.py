@@ -20,9 +20,13 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.tests.utils import SleepFrame, run_test
 
+from processors.client_audio_ticker import ClientAudioTicker
 from processors.frames import (
+    ClientAudioTickFrame,
     EndReason,
     EndSessionFrame,
     IdleTimeoutFrame,
@@ -44,8 +48,21 @@ def audio_for(seconds: float, every: float = 0.05) -> list[Frame]:
     return frames
 
 
-def kinds(frames, *, skip=(InputAudioRawFrame,)) -> list[type]:
+def kinds(frames, *, skip=(InputAudioRawFrame, ClientAudioTickFrame)) -> list[type]:
     return [type(f) for f in frames if not isinstance(f, skip)]
+
+
+def as_in_the_pipeline(clock: FrameProcessor) -> Pipeline:
+    """The clock behind the ticker, as in a session: it sees audio ticks, never audio frames."""
+    return Pipeline([ClientAudioTicker(), clock])
+
+
+async def test_the_ticker_stops_input_audio_and_says_it_still_flows():
+    down, _ = await run_test(ClientAudioTicker(), frames_to_send=[*audio_for(1.0), LLMTextFrame("marker")])
+    assert not any(isinstance(f, InputAudioRawFrame) for f in down)
+    ticks = sum(isinstance(f, ClientAudioTickFrame) for f in down)
+    assert 2 <= ticks <= 6  # every 0.25 s over 1 s of audio sent as 20 frames
+    assert isinstance(down[-1], LLMTextFrame)  # everything else passes through
 
 
 async def test_idle_fires_when_the_client_sends_nothing():
@@ -80,17 +97,17 @@ async def test_idle_never_fires_while_the_llm_takes_longer_than_the_timeout():
 
 async def test_client_input_keeps_the_idle_clock_from_firing():
     down, _ = await run_test(
-        IdleTimeoutProcessor(timeout_secs=0.3),
+        as_in_the_pipeline(IdleTimeoutProcessor(timeout_secs=0.3)),
         frames_to_send=[*audio_for(1.0), LLMTextFrame("marker"), SleepFrame(0.8)],
     )
     assert kinds(down) == [LLMTextFrame, IdleTimeoutFrame]
 
 
-def silence_processor(**overrides) -> SilenceTimeoutProcessor:
+def silence_processor(**overrides) -> Pipeline:
     params = dict(
         timeout_secs=0.3, prompt="Are you still there?", prompts=1, goodbye="Bye", handover_secs=0.2
     )
-    return SilenceTimeoutProcessor(**{**params, **overrides})
+    return as_in_the_pipeline(SilenceTimeoutProcessor(**{**params, **overrides}))
 
 
 async def test_silence_prompts_then_says_goodbye():
