@@ -30,6 +30,8 @@ from transports.audio_budget import AudioBudget
 from transports.websocket_session import websocket_transport
 
 BROWSER_OUTPUT_SAMPLE_RATE = 24000
+# Input audio is resampled to the pipeline's rate; a rate outside this range is not a microphone.
+MIN_INPUT_SAMPLE_RATE, MAX_INPUT_SAMPLE_RATE = 8000, 48000
 # After telling the page the session ended, how long it may take to play the rest of the
 # goodbye and hang up itself (Pipecat's client reports a server-side close as a fatal error).
 CLIENT_HANGUP_GRACE_SECS = 5.0
@@ -67,10 +69,12 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
             frame = await super().deserialize(data)
         except Exception:  # undecodable protobuf: not a frame of ours
             return None
-        if isinstance(frame, InputAudioRawFrame) and not self._budget.allow(
-            len(frame.audio) / 2 / frame.sample_rate
+        if isinstance(frame, InputAudioRawFrame) and not (
+            frame.num_channels == 1
+            and MIN_INPUT_SAMPLE_RATE <= frame.sample_rate <= MAX_INPUT_SAMPLE_RATE
+            and self._budget.allow(len(frame.audio) / 2 / frame.sample_rate)
         ):
-            return None
+            return None  # mono PCM at a microphone's rate, no faster than real time, or nothing
         message = getattr(frame, "message", None)
         if (
             isinstance(message, dict)
