@@ -2,15 +2,19 @@
 
 Pipecat's own `MoonshineSTTService` uses `moonshine-voice`, which downloads its models at run
 time; `moonshine-cpp` ships the English model in its wheel, so it works with no network.
-The model is loaded once per process (`MoonshineTranscriber`) and shared by every session.
+We run that model with ONNX Runtime from Python rather than through the wheel's C library:
+`libmoonshine.so` is built for AVX-512 and dies with SIGILL on CPUs without it (AMD EPYC
+before Zen 4, many laptops). The model is loaded once per process (`MoonshineTranscriber`)
+and shared by every session.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
+import importlib.util
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from loguru import logger
@@ -24,36 +28,99 @@ MOONSHINE_SAMPLE_RATE = 16000
 # Segment end to transcript, p99, measured on 2 cores for a 3 s utterance (the turn strategies
 # use it as a safety net while waiting for the transcript).
 MOONSHINE_TTFS_P99_SECS = 1.5
+START_TOKEN, END_TOKEN = 1, 2
+TOKENS_PER_SECOND = 6.5  # Moonshine's own cap on output length: no runaway decoding on noise
+WORD_START = "\u2581"  # SentencePiece's marker for a space before a token
+
+
+def bundled_model_dir() -> Path:
+    """`models/base-en` inside the moonshine-cpp wheel (found without loading its C library)."""
+    spec = importlib.util.find_spec("moonshine_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the offline STT needs the moonshine-cpp package: pip install 'voicebot[offline]'")
+    return Path(next(iter(spec.submodule_search_locations))) / "models" / "base-en"
+
+
+def read_tokenizer(path: Path) -> list[bytes]:
+    """Moonshine's `tokenizer.bin`: each token's bytes, prefixed by their length (a 1-2 byte
+    varint); a token's id is its position."""
+    data, tokens, at = path.read_bytes(), [], 0
+    while at < len(data):
+        length = data[at]
+        at += 1
+        if length >= 0x80:
+            length = (length & 0x7F) | (data[at] << 7)
+            at += 1
+        tokens.append(data[at : at + length])
+        at += length
+    return tokens
+
+
+class MoonshineModel:
+    """Moonshine's encoder and cached decoder, greedy decoding. Not thread-safe: one caller."""
+
+    def __init__(self, model_dir: Path, threads: int = 1):
+        import onnxruntime as ort  # deferred: only the offline stack needs it at import time
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = False  # segment lengths vary: an arena keeps its peak forever
+
+        def load(name: str):
+            return ort.InferenceSession(str(model_dir / name), options, providers=["CPUExecutionProvider"])
+
+        self._encoder = load("encoder_model.ort")
+        self._decoder = load("decoder_model_merged.ort")
+        self._tokens = read_tokenizer(model_dir / "tokenizer.bin")
+        self._cache_inputs = [
+            i.name for i in self._decoder.get_inputs() if i.name.startswith("past_key_values")
+        ]
+        self._cache_outputs = [o.name for o in self._decoder.get_outputs()][1:]
+        heads, _, head_size = self._decoder.get_inputs()[2].shape[1:]
+        self._empty_cache = np.zeros((1, heads, 0, head_size), dtype=np.float32)
+
+    def transcribe(self, samples: np.ndarray) -> str:
+        """Float samples in [-1, 1] at 16 kHz → text."""
+        if samples.size < MOONSHINE_SAMPLE_RATE // 10:
+            return ""  # shorter than the encoder's receptive field: no words in it
+        hidden = self._encoder.run(None, {"input_values": samples[None, :]})[0]
+        cache = dict.fromkeys(self._cache_inputs, self._empty_cache)
+        token, text = START_TOKEN, []
+        for step in range(int(samples.size / MOONSHINE_SAMPLE_RATE * TOKENS_PER_SECOND) + 1):
+            outputs = self._decoder.run(
+                None,
+                {
+                    "input_ids": np.array([[token]], dtype=np.int64),
+                    "encoder_hidden_states": hidden,
+                    "use_cache_branch": np.array([step > 0]),
+                    **cache,
+                },
+            )
+            token = int(outputs[0][0, -1].argmax())
+            if token == END_TOKEN:
+                break
+            text.append(token)
+            for name, value in zip(self._cache_outputs, outputs[1:], strict=True):
+                if step == 0 or ".decoder." in name:  # the encoder's keys/values are fixed after step 0
+                    cache[name.replace("present", "past_key_values")] = value
+        pieces = b"".join(self._tokens[t] for t in text if t < len(self._tokens))
+        return pieces.decode("utf-8", errors="replace").replace(WORD_START, " ").strip()
 
 
 class MoonshineTranscriber:
     """One Moonshine model per process, used by all sessions one segment at a time.
 
-    `moonshine-cpp`'s own `transcribe()` is broken (it uses a non-existent `ctypes.c_float_p`),
-    so this calls the C library directly. Calls run on one dedicated thread: the C call releases
-    the GIL, and a single thread keeps the shared model handle free of concurrent use.
+    Calls run on one dedicated thread: ONNX Runtime releases the GIL while it computes, and a
+    single thread keeps the shared model free of concurrent use.
     """
 
     def __init__(self) -> None:
-        import moonshine_cpp  # deferred: loads a private onnxruntime, only for the offline stack
-
-        self._library = moonshine_cpp.moonshine_lib
-        self._model = moonshine_cpp.MoonshineModel(language="en")
+        self._model = MoonshineModel(bundled_model_dir())
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moonshine")
 
     def _transcribe_blocking(self, samples: np.ndarray) -> str:
-        samples = np.ascontiguousarray(samples, dtype=np.float32)
-        pointer = samples.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-        text = ctypes.c_char_p()
-        error = self._library.moonshine_transcribe(
-            self._model.model_handle, pointer, samples.size, ctypes.byref(text)
-        )
-        if error != 0:
-            raise RuntimeError(f"moonshine_transcribe failed with error code {error}")
-        try:
-            return (text.value or b"").decode("utf-8").strip()
-        finally:
-            self._library.moonshine_free_text(text)
+        return self._model.transcribe(np.ascontiguousarray(samples, dtype=np.float32))
 
     async def transcribe(self, pcm16: bytes) -> str:
         """Transcribe 16 kHz mono 16-bit PCM."""
@@ -62,7 +129,7 @@ class MoonshineTranscriber:
         return await loop.run_in_executor(self._executor, self._transcribe_blocking, samples)
 
     def warm_up(self) -> None:
-        """The first call is ~0.5 s slower; pay it at start-up instead of on a caller's first turn."""
+        """The first call is slower; pay it at start-up instead of on a caller's first turn."""
         self._transcribe_blocking(np.zeros(MOONSHINE_SAMPLE_RATE, dtype=np.float32))
 
     def close(self) -> None:
