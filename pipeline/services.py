@@ -19,6 +19,12 @@ from pipeline.settings import Settings
 Concrete = Literal["deepgram", "openai", "local"]
 
 
+# Measured on 2 cores (bench/README.md, "Capacity per stack"): the cloud stack's work is mostly
+# I/O; the embedded stack runs speech recognition, the LLM and speech synthesis on the CPU.
+CLOUD_STACK_CAPACITY = 30
+OFFLINE_STACK_CAPACITY = 4
+
+
 @dataclass(frozen=True)
 class Providers:
     """The concrete provider of each stage after `auto` has been resolved."""
@@ -30,6 +36,12 @@ class Providers:
     @property
     def needs_offline_stack(self) -> bool:
         return "local" in (self.stt, self.llm, self.tts)
+
+    @property
+    def measured_capacity(self) -> int:
+        """Sessions one process holds in real time with these services (bench/README.md):
+        the default for VOICEBOT_MAX_SESSIONS, so a full server refuses instead of degrading."""
+        return OFFLINE_STACK_CAPACITY if self.needs_offline_stack else CLOUD_STACK_CAPACITY
 
     def describe(self) -> str:
         return f"STT={self.stt} LLM={self.llm} TTS={self.tts}"

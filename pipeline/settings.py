@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
@@ -75,7 +76,15 @@ class Settings(BaseSettings):
     openai_stt_model: str = Field("gpt-4o-transcribe", validation_alias="OPENAI_STT_MODEL")
 
     # Capacity and shutdown
-    max_sessions: int = Field(30, ge=1, le=10000, validation_alias="VOICEBOT_MAX_SESSIONS")
+    # None: the measured capacity of the stack in use (see pipeline.services.default_max_sessions)
+    max_sessions: int | None = Field(None, ge=1, le=10000, validation_alias="VOICEBOT_MAX_SESSIONS")
+    max_sessions_per_client: int = Field(
+        3, ge=0, le=10000, validation_alias="VOICEBOT_MAX_SESSIONS_PER_CLIENT"
+    )
+    new_sessions_per_client_per_minute: int = Field(
+        10, ge=0, le=100000, validation_alias="VOICEBOT_NEW_SESSIONS_PER_CLIENT_PER_MINUTE"
+    )
+    trusted_proxies: str = Field("", validation_alias="VOICEBOT_TRUSTED_PROXIES")
     drain_secs: float = Field(30.0, ge=0.0, le=3600.0, validation_alias="VOICEBOT_DRAIN_SECS")
     max_message_bytes: int = Field(
         16 * 2**20, ge=64 * 1024, le=256 * 2**20, validation_alias="VOICEBOT_MAX_MESSAGE_BYTES"
@@ -86,6 +95,7 @@ class Settings(BaseSettings):
     allowed_origins: str = Field("", validation_alias="VOICEBOT_ALLOWED_ORIGINS")
     session_secret: SecretStr | None = Field(None, validation_alias="VOICEBOT_SESSION_SECRET")
     session_token_secs: int = Field(300, ge=10, le=86400, validation_alias="VOICEBOT_SESSION_TOKEN_SECS")
+    anonymous_page_tokens: bool = Field(False, validation_alias="VOICEBOT_ANONYMOUS_PAGE_TOKENS")
     log_format: Literal["text", "json"] = Field("text", validation_alias="VOICEBOT_LOG_FORMAT")
     transcript_log_dir: Path | None = Field(None, validation_alias="VOICEBOT_TRANSCRIPT_LOG_DIR")
 
@@ -140,9 +150,18 @@ class Settings(BaseSettings):
             raise ValueError("LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL")
         if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):
             raise ValueError(f"VOICEBOT_PUBLIC_URL={self.public_url} must start with http:// or https://")
+        try:
+            trusted_networks(self.trusted_proxies)
+        except ValueError as e:
+            raise ValueError(f"VOICEBOT_TRUSTED_PROXIES={self.trusted_proxies}: {e}") from e
         if self.local_llm_model is not None and not self.local_llm_model.is_file():
             raise ValueError(f"LOCAL_LLM_MODEL={self.local_llm_model} is not a file")
         return self
+
+
+def trusted_networks(spec: str) -> list[IPv4Network | IPv6Network]:
+    """The proxies whose X-Forwarded-For we believe: comma-separated addresses or CIDRs."""
+    return [ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip()]
 
 
 def _setting_names() -> list[str]:

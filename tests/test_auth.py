@@ -1,53 +1,91 @@
-"""Access rules: open on loopback, keys or fresh signed tokens elsewhere, browsers from allowed origins."""
+"""Access rules: private on loopback, keys or single-use signed tokens when public."""
 
 from __future__ import annotations
 
-import time
+import pytest
 
-from bots.auth import Access
+from bots.auth import PAGE_TOKEN_SECS, Access, private_refusal
 from pipeline.settings import Settings
 
 
-def access(bind_host: str = "127.0.0.1", **settings) -> Access:
-    return Access(Settings(**settings), bind_host=bind_host)
+class Clock:
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def access(bind_host: str = "127.0.0.1", clock: Clock | None = None, **settings) -> Access:
+    return Access(Settings(**settings), bind_host=bind_host, clock=clock or Clock())
 
 
 def test_loopback_without_keys_asks_nothing(clean_env):
-    assert access().authorised({}, {})
+    local = access()
+    assert not local.public and local.authorised({}, {})
 
 
-def test_a_public_interface_requires_credentials(clean_env):
-    public = access(bind_host="0.0.0.0")
-    assert not public.authorised({}, {})
-    token, _ = public.issue_token()
+@pytest.mark.parametrize(
+    "bind_host, settings",
+    [("0.0.0.0", {}), ("127.0.0.2", {}), ("127.0.0.1", {"public_url": "https://bot.example.com"})],
+)
+def test_a_public_bind_or_a_public_url_requires_credentials(clean_env, bind_host, settings):
+    public = access(bind_host, **settings)
+    assert public.public and not public.authorised({}, {})
+    token, _ = public.mint_session_token(anonymous=False)
     assert public.authorised({}, {"token": token})
 
 
-def test_api_keys_in_a_header_or_the_query(clean_env):
+def test_api_keys_only_in_headers_compared_as_bytes(clean_env):
     keyed = access(api_keys="k1, k2")
     assert keyed.required
     assert keyed.authorised({"authorization": "Bearer k2"}, {})
     assert keyed.authorised({"x-api-key": "k1"}, {})
-    assert keyed.authorised({}, {"token": "k1"})
+    assert not keyed.authorised({}, {"token": "k1"}), "a key in the URL would land in access logs"
     assert not keyed.authorised({"authorization": "Bearer nope"}, {"token": "nope"})
+    # Non-ASCII input used to raise TypeError in compare_digest (HTTP 500).
+    assert not keyed.authorised({"x-api-key": "kë", "authorization": "Bearer ☃"}, {"token": "ü"})
+    assert access(api_keys="clé").authorised({"x-api-key": "clé"}, {})
 
 
-def test_tokens_are_signed_and_expire(clean_env, monkeypatch):
-    one = access(api_keys="k", session_token_secs=60)
-    other = access(api_keys="k")
-    token, expires_in = one.issue_token()
-    assert expires_in == 60 and one.token_valid(token)
-    assert not other.token_valid(token), "another secret: not ours"
-    assert not one.token_valid(token[:-4] + "AAA=")
-    later = time.time() + 61
-    monkeypatch.setattr(time, "time", lambda: later)
-    assert not one.token_valid(token)
+def test_tokens_are_single_use_signed_and_expire(clean_env):
+    clock = Clock()
+    one = access(api_keys="k", session_token_secs=60, clock=clock)
+    other = access(api_keys="k", clock=clock)
+    token, expires_in = one.mint_session_token(anonymous=False)
+    assert expires_in == 60
+    assert not other.authorised({}, {"token": token}), "another secret: not ours"
+    assert not one.authorised({}, {"token": token[:-4] + "AAAA"})
+    assert one.authorised({}, {"token": token})
+    assert not one.authorised({}, {"token": token}), "a token opens one session"
+    late, _ = one.mint_session_token(anonymous=False)
+    clock.now += 61
+    assert not one.authorised({}, {"token": late})
+
+
+def test_anonymous_page_tokens_live_briefly(clean_env):
+    clock = Clock()
+    public = access("0.0.0.0", clock=clock, session_token_secs=600)
+    token, expires_in = public.mint_session_token(anonymous=True)
+    assert expires_in == PAGE_TOKEN_SECS
+    clock.now += PAGE_TOKEN_SECS
+    assert not public.authorised({}, {"token": token})
 
 
 def test_a_shared_secret_lets_workers_accept_each_others_tokens(clean_env):
     first = access(api_keys="k", session_secret="s3cret")
     second = access(api_keys="k", session_secret="s3cret")
-    assert second.token_valid(first.issue_token()[0])
+    assert second.authorised({}, {"token": first.mint_session_token(anonymous=False)[0]})
+
+
+def test_call_tickets_bind_a_stream_to_its_call_once(clean_env):
+    tickets = access("0.0.0.0", session_secret="s")
+    call, account = "CA" + "1" * 32, "AC" + "2" * 32
+    ticket = tickets.call_ticket(call, account)
+    assert not tickets.call_ticket_valid(ticket, "CA" + "3" * 32, account), "another call"
+    assert not tickets.authorised({}, {"token": ticket}), "a call ticket is not a session token"
+    assert tickets.call_ticket_valid(ticket, call, account)
+    assert not tickets.call_ticket_valid(ticket, call, account), "replayed"
 
 
 def test_origins(clean_env):
@@ -59,3 +97,13 @@ def test_origins(clean_env):
     assert public.origin_allowed("https://voice.example.com", "voice.example.com")  # same origin
     assert public.origin_allowed("https://app.example.com/", "voice.example.com")
     assert not public.origin_allowed("http://localhost:3000", "voice.example.com")
+
+
+def test_a_private_server_answers_only_plainly_local_requests():
+    assert private_refusal({"host": "127.0.0.1:8000"}) is None
+    assert private_refusal({"host": "localhost:8000"}) is None
+    assert private_refusal({"host": "[::1]:8000"}) is None
+    assert private_refusal({"host": "rebind.attacker.example:8000"})  # DNS rebinding
+    assert private_refusal({"host": "127.0.0.1:8000", "x-forwarded-for": "203.0.113.9"})  # ngrok
+    assert private_refusal({"host": "127.0.0.1:8000", "cf-connecting-ip": "203.0.113.9"})  # cloudflared
+    assert private_refusal({})

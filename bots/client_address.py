@@ -1,0 +1,42 @@
+"""Which client a connection comes from, for per-client limits.
+
+The peer address is the client, unless the peer is one of VOICEBOT_TRUSTED_PROXIES: then the
+client is the nearest address in `X-Forwarded-For` that is not itself a trusted proxy (read
+from the right, since anything further left was written by the client and may be forged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from ipaddress import IPv4Network, IPv6Network, ip_address
+
+Networks = list[IPv4Network | IPv6Network]
+UNKNOWN_CLIENT = "unknown"
+MAX_FORWARDED_HOPS = 16  # more than any real proxy chain; the rest of a forged header is ignored
+
+
+def _trusted(address: str, proxies: Networks) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def client_address(peer: str | None, headers: Mapping[str, str], proxies: Networks) -> str:
+    """The client's IP address as a string (`unknown` when the transport has none)."""
+    if not peer:
+        return UNKNOWN_CLIENT
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    hops = [hop.strip() for hop in headers.get("x-forwarded-for", "").split(",")[-MAX_FORWARDED_HOPS:]]
+    for hop in reversed(hops):
+        if not hop:
+            continue
+        try:
+            ip_address(hop)
+        except ValueError:
+            return peer  # a garbled header: count the proxy itself, never a made-up name
+        if not _trusted(hop, proxies):
+            return hop
+    return peer
