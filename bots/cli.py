@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import sys
 
 from loguru import logger
 
-from pipeline.settings import SettingsError, load_settings
+from pipeline.settings import Settings, SettingsError, load_settings
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
     """One sink on stderr at the configured level (loguru defaults to DEBUG); `json` for shippers."""
     logger.remove()
     logger.add(sys.stderr, level=level, serialize=log_format == "json")
+
+
+def share_with_workers(settings: Settings, host: str, port: int) -> None:
+    """Export what worker processes must agree on with this one into their environment."""
+    os.environ["VOICEBOT_HOST"] = host
+    os.environ["VOICEBOT_PORT"] = str(port)
+    if settings.session_secret is None:
+        os.environ["VOICEBOT_SESSION_SECRET"] = secrets.token_hex(32)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -43,6 +53,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         # Each worker is a process with its own models and event loop; the kernel spreads
         # new connections across them. A session lives in one worker for its whole life.
+        # Workers read their settings from the environment: give them the bind we serve on
+        # (it decides whether credentials are required) and one token secret for all of them.
+        share_with_workers(settings, host, port)
         factory = "bots.server:app_from_environment"
         run_draining_workers(uvicorn.Config(factory, factory=True, workers=args.workers, **options))
     else:

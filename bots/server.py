@@ -18,13 +18,18 @@ from loguru import logger
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import HTTPConnection
 
+from bots.admission import Admission, RateWindow, Refused, Slot
 from bots.auth import Access
+from bots.client_address import client_address
+from bots.private_guard import PrivateServerGuard
 from pipeline import metrics
+from pipeline.memory import release_freed_memory
 from pipeline.resources import SharedResources
 from pipeline.services import Providers, resolve_providers
 from pipeline.session import VoiceSession
-from pipeline.settings import Settings
+from pipeline.settings import Settings, trusted_networks
 from processors.audio_chunker import InputAudioChunker
 from processors.frames import EndReason
 from transports.browser import BROWSER_OUTPUT_SAMPLE_RATE, browser_transport
@@ -37,6 +42,7 @@ from transports.twilio import (
     stream_url,
     twilio_transport,
     twiml_connect,
+    valid_sids,
     webhook_url,
 )
 from transports.websocket_session import websocket_transport
@@ -46,6 +52,8 @@ STATIC_DIR = Path(__file__).parent / "static"  # built from web/ (see README); c
 
 
 TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded; the client should retry later
+WEBHOOK_MAX_BYTES = 64 * 1024  # Twilio's webhook form is a few kB; anything bigger is not Twilio
+PHONES_OFF = "phone calls are off: this server is public and TWILIO_AUTH_TOKEN is not set"
 BUSY_TWIML = (
     '<?xml version="1.0" encoding="UTF-8"?><Response><Say>Sorry, all our lines are busy. '
     "Please call again in a few minutes.</Say><Hangup/></Response>"
@@ -59,13 +67,40 @@ class Runtime:
     settings: Settings
     providers: Providers
     resources: SharedResources
+    admission: Admission
     sessions: dict[str, VoiceSession] = field(default_factory=dict)
-    draining: bool = False
 
     @property
     def accepting(self) -> bool:
         """New sessions are welcome: not shutting down, and below VOICEBOT_MAX_SESSIONS."""
-        return not self.draining and len(self.sessions) < self.settings.max_sessions
+        return self.admission.accepting
+
+    @property
+    def draining(self) -> bool:
+        return self.admission.draining
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+async def refuse_upgrade(websocket: WebSocket, status_code: int, message: str) -> None:
+    """Refuse a WebSocket before accepting it: an HTTP status with a reason where the server
+    supports it, else a 1008 close (which the client sees as 403)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        with contextlib.suppress(Exception):
+            await websocket.send_denial_response(PlainTextResponse(message, status_code=status_code))
+            return
+    await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION, message[:120])
 
 
 async def close_quietly(websocket: WebSocket, code: int, reason: str = "") -> None:
@@ -78,7 +113,7 @@ async def drain(app: FastAPI) -> None:
     """Stop taking sessions, give every live one its goodbye (reason server_shutdown), and wait
     for them to end, at most VOICEBOT_DRAIN_SECS. Phone calls are hung up properly."""
     runtime: Runtime = app.state.runtime
-    runtime.draining = True
+    runtime.admission.draining = True
     sessions = list(runtime.sessions.values())
     logger.info(
         f"Draining: ending {len(sessions)} session(s), waiting up to {runtime.settings.drain_secs:g}s"
@@ -92,6 +127,12 @@ async def drain(app: FastAPI) -> None:
         logger.warning(f"Drain timed out with {len(runtime.sessions)} session(s) still open")
     else:
         logger.info("Drained: no sessions left")
+
+
+def new_session_id() -> str:
+    """A server-side session id: logs, the drain and transcript file names never use a name
+    the client chose."""
+    return uuid.uuid4().hex[:12]
 
 
 def app_from_environment() -> FastAPI:
@@ -112,7 +153,15 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
         providers = resolve_providers(settings)
         logger.info(f"voicebot starting: {providers.describe()}")
         resources = await SharedResources.load(providers, settings)
-        app.state.runtime = Runtime(settings, providers, resources)
+        max_sessions = settings.max_sessions or providers.measured_capacity
+        # Per-client limits protect a public server; a private one has only local clients.
+        admission = Admission(
+            max_sessions=max_sessions,
+            max_per_client=settings.max_sessions_per_client if access.public else 0,
+            new_per_minute=settings.new_sessions_per_client_per_minute if access.public else 0,
+        )
+        app.state.runtime = Runtime(settings, providers, resources, admission)
+        log_access_model(max_sessions)
         logger.info("voicebot ready")
         try:
             yield
@@ -121,7 +170,27 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
 
     app = FastAPI(title="voicebot", lifespan=lifespan)
     access = Access(settings, bind_host=bind_host or settings.host)
+    if not access.public:
+        app.add_middleware(PrivateServerGuard)
+    proxies = trusted_networks(settings.trusted_proxies)
+    page_tokens = RateWindow(settings.new_sessions_per_client_per_minute)
+    phones_off = access.public and settings.twilio_auth_token is None
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    def log_access_model(max_sessions: int) -> None:
+        """One line on how this server can be reached, so an operator sees a closed door."""
+        mode = "public: API key or session token required" if access.required else "private: loopback only"
+        logger.info(f"Access: {mode}; at most {max_sessions} sessions")
+        if phones_off:
+            logger.warning(f"Phone calls are off until TWILIO_AUTH_TOKEN is set ({PHONES_OFF})")
+        if access.public and not settings.api_keys and not settings.anonymous_page_tokens:
+            logger.warning(
+                "Public server with no VOICEBOT_API_KEYS and VOICEBOT_ANONYMOUS_PAGE_TOKENS off: "
+                "no browser or /ws/simple client can start a session"
+            )
+
+    def client_of(connection: HTTPConnection) -> str:
+        return client_address(connection.client and connection.client.host, connection.headers, proxies)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -145,7 +214,8 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
         output_sample_rate: int,
         input_processors: list[FrameProcessor] | None = None,
     ) -> None:
-        """Run one session on an accepted WebSocket until it ends."""
+        """Run one session on an accepted WebSocket until it ends (its slot is released by
+        the caller of `admit`)."""
         runtime: Runtime = app.state.runtime
         session: VoiceSession | None = None
         transport = make_transport(lambda: session and session.end_reason)
@@ -161,17 +231,18 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
         transport.add_event_handler("on_client_disconnected", session.on_client_disconnected)
         runtime.sessions[session_id] = session
         metrics.SESSIONS_STARTED.labels(websocket.url.path).inc()
-        logger.info(f"Session {session_id} started on {websocket.url.path} from {websocket.client}")
+        logger.info(f"Session {session_id} started on {websocket.url.path} from {client_of(websocket)}")
         try:
             await session.run()
         finally:
             runtime.sessions.pop(session_id, None)
+            await release_freed_memory()
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         """For load balancers: 503 while full or draining, so new calls go elsewhere."""
         runtime: Runtime = app.state.runtime
-        body = {"active_sessions": len(runtime.sessions), "max_sessions": runtime.settings.max_sessions}
+        body = {"active_sessions": len(runtime.sessions), "max_sessions": runtime.admission.max_sessions}
         if runtime.accepting:
             return JSONResponse({"status": "ready", **body})
         return JSONResponse({"status": "draining" if runtime.draining else "full", **body}, status_code=503)
@@ -182,110 +253,163 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
 
     @app.post("/session")
     async def new_session_token(request: Request) -> JSONResponse:
-        """A short-lived token for the served page to open a session with (`?token=`)."""
-        if not access.origin_allowed(request.headers.get("origin"), request.headers.get("host", "")):
+        """A single-use token to open a session with (`?token=`). A backend holding an API key
+        mints them for its users; the served page gets one only if the operator opted in."""
+        origin, host = request.headers.get("origin"), request.headers.get("host", "")
+        if not access.origin_allowed(origin, host):
             return JSONResponse({"error": "origin not allowed"}, status_code=403)
-        token, expires_in = access.issue_token()
+        if access.key_presented(request.headers) or not access.required:
+            token, expires_in = access.mint_session_token(anonymous=False)
+        elif access.anonymous_page_tokens and origin:
+            if not page_tokens.allow(client_of(request)):
+                return JSONResponse(
+                    {"error": "too many session tokens; try again in a minute"}, status_code=429
+                )
+            token, expires_in = access.mint_session_token(anonymous=True)
+        else:
+            message = "POST /session needs an API key (Authorization: Bearer <key>)"
+            return JSONResponse({"error": message}, status_code=401)
         return JSONResponse({"token": token, "expires_in": expires_in})
 
-    async def admit(websocket: WebSocket) -> bool:
-        """Check who is calling, then accept; if we cannot take the session, close with 1013."""
+    async def admit(websocket: WebSocket, *, signed_call: bool = False) -> Slot | None:
+        """Check who is calling, reserve a slot (before any await, so a burst cannot overshoot),
+        then accept. Refusals cost no pipeline: 403/401 before accepting, 1013 + reason after.
+        A signed Twilio stream is exempt from credentials and per-client limits (all calls come
+        from Twilio's few addresses); the caller releases the returned slot when done."""
         runtime: Runtime = app.state.runtime
-        host = websocket.headers.get("host", "")
-        if not access.origin_allowed(websocket.headers.get("origin"), host):
-            logger.warning(f"Refused {websocket.url.path} from origin {websocket.headers.get('origin')}")
-            await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION)  # before accept: HTTP 403
-            return False
-        if websocket.url.path != "/twilio/ws" and not access.authorised(
-            websocket.headers, websocket.query_params
-        ):
-            logger.warning(f"Refused {websocket.url.path} from {websocket.client}: no valid API key or token")
-            await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION)
-            return False
-        await websocket.accept()
-        if runtime.accepting:
-            return True
-        metrics.SESSIONS_REFUSED.labels(websocket.url.path).inc()
-        reason = "server shutting down" if runtime.draining else "server full"
-        logger.warning(f"Refused a session on {websocket.url.path}: {reason}")
-        await close_quietly(websocket, TRY_AGAIN_LATER, reason)
-        return False
+        path, client = websocket.url.path, client_of(websocket)
+        if not access.origin_allowed(websocket.headers.get("origin"), websocket.headers.get("host", "")):
+            logger.warning(f"Refused {path} from {client}: origin {websocket.headers.get('origin')}")
+            await refuse_upgrade(websocket, status.HTTP_403_FORBIDDEN, "origin not allowed")
+            return None
+        if not signed_call and not access.authorised(websocket.headers, websocket.query_params):
+            logger.warning(f"Refused {path} from {client}: no valid API key or session token")
+            await refuse_upgrade(
+                websocket, status.HTTP_401_UNAUTHORIZED, "an API key or a session token is required"
+            )
+            return None
+        try:
+            slot = runtime.admission.reserve(client, exempt=signed_call)
+        except Refused as refused:
+            metrics.SESSIONS_REFUSED.labels(path).inc()
+            logger.warning(f"Refused a session on {path} from {client}: {refused.reason}")
+            with contextlib.suppress(Exception):
+                await websocket.accept()
+            await close_quietly(websocket, TRY_AGAIN_LATER, refused.reason)
+            return None
+        try:
+            await websocket.accept()
+        except BaseException:
+            slot.release()
+            raise
+        return slot
 
     @app.websocket("/ws")
     async def browser_session(websocket: WebSocket) -> None:
-        if not await admit(websocket):
+        slot = await admit(websocket)
+        if slot is None:
             return
-        await run_session(
-            websocket,
-            lambda close_reason: browser_transport(websocket, close_reason),
-            session_id=uuid.uuid4().hex[:12],
-            output_sample_rate=BROWSER_OUTPUT_SAMPLE_RATE,
-        )
+        try:
+            await run_session(
+                websocket,
+                lambda close_reason: browser_transport(websocket, close_reason),
+                session_id=new_session_id(),
+                output_sample_rate=BROWSER_OUTPUT_SAMPLE_RATE,
+            )
+        finally:
+            slot.release()
 
     @app.websocket("/ws/simple")
     async def simple_session(websocket: WebSocket) -> None:
-        if not await admit(websocket):
+        slot = await admit(websocket)
+        if slot is None:
             return
-        session_id = uuid.uuid4().hex[:12]
-        serializer = SimpleProtocolSerializer(
-            session_id=session_id, output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE
-        )
-        await websocket.send_text(serializer.ready_message())
-        await run_session(
-            websocket,
-            lambda close_reason: websocket_transport(
-                websocket, serializer, output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE, close_reason=close_reason
-            ),
-            session_id=session_id,
-            output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE,
-            input_processors=[InputAudioChunker()],
-        )
+        try:
+            session_id = new_session_id()
+            serializer = SimpleProtocolSerializer(
+                session_id=session_id, output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE
+            )
+            await websocket.send_text(serializer.ready_message())
+            await run_session(
+                websocket,
+                lambda close_reason: websocket_transport(
+                    websocket,
+                    serializer,
+                    output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE,
+                    close_reason=close_reason,
+                ),
+                session_id=session_id,
+                output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE,
+                input_processors=[InputAudioChunker()],
+            )
+        finally:
+            slot.release()
 
     @app.post("/twilio/voice")
     async def twilio_voice(request: Request) -> Response:
-        """Twilio's voice webhook: answer the call with a media stream to /twilio/ws."""
-        settings: Settings = app.state.runtime.settings
-        form = dict(parse_qsl((await request.body()).decode(errors="replace"), keep_blank_values=True))
+        """Twilio's voice webhook: answer the call with a media stream to /twilio/ws, carrying a
+        signed ticket that binds the stream to this call."""
+        if phones_off:
+            return PlainTextResponse(PHONES_OFF, status_code=status.HTTP_403_FORBIDDEN)
+        body = await read_body(request, WEBHOOK_MAX_BYTES)
+        if body is None:
+            return PlainTextResponse(
+                "request body too large", status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+            )
+        form = dict(parse_qsl(body.decode(errors="replace"), keep_blank_values=True))
         url = webhook_url(settings, str(request.url))
         if not signature_is_valid(settings, url, form, request.headers.get("x-twilio-signature")):
-            logger.warning(f"Rejected /twilio/voice from {request.client}: bad X-Twilio-Signature")
-            return Response("invalid Twilio signature", status_code=status.HTTP_403_FORBIDDEN)
+            logger.warning(f"Rejected /twilio/voice from {client_of(request)}: bad X-Twilio-Signature")
+            return PlainTextResponse("invalid Twilio signature", status_code=status.HTTP_403_FORBIDDEN)
+        call_sid, account_sid = form.get("CallSid", ""), form.get("AccountSid", "")
+        if not valid_sids(settings, call_sid, account_sid):
+            logger.warning(f"Rejected /twilio/voice from {client_of(request)}: bad CallSid or AccountSid")
+            return PlainTextResponse("bad CallSid or AccountSid", status_code=status.HTTP_400_BAD_REQUEST)
         if not app.state.runtime.accepting:
             metrics.SESSIONS_REFUSED.labels("/twilio/voice").inc()
-            logger.warning(f"Call {form.get('CallSid', '?')} refused: lines busy")
+            logger.warning(f"Call {call_sid} refused: lines busy")
             return Response(BUSY_TWIML, media_type="application/xml")
         twiml = twiml_connect(
             stream_url(settings, request.headers.get("host", request.url.netloc), request.url.scheme),
-            call_sid=form.get("CallSid", ""),
+            call_sid=call_sid,
             from_number=form.get("From", ""),
             to_number=form.get("To", ""),
+            ticket=access.call_ticket(call_sid, account_sid),
         )
         return Response(twiml, media_type="application/xml")
 
     @app.websocket("/twilio/ws")
     async def twilio_stream(websocket: WebSocket) -> None:
-        """A call's media stream; Twilio signs the upgrade over the stream URL it was given."""
-        settings: Settings = app.state.runtime.settings
+        """A call's media stream. Twilio signs the upgrade (over the stream URL); the `start`
+        must then carry the ticket our webhook put in this call's TwiML."""
+        if phones_off:
+            await refuse_upgrade(websocket, status.HTTP_403_FORBIDDEN, PHONES_OFF)
+            return
         scheme = "https" if websocket.url.scheme == "wss" else "http"
         url = stream_url(settings, websocket.headers.get("host", websocket.url.netloc), scheme)
         if not signature_is_valid(settings, url, {}, websocket.headers.get("x-twilio-signature")):
-            logger.warning(f"Rejected /twilio/ws from {websocket.client}: bad X-Twilio-Signature")
-            await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION)  # before accept: HTTP 403
+            logger.warning(f"Rejected /twilio/ws from {client_of(websocket)}: bad X-Twilio-Signature")
+            await refuse_upgrade(websocket, status.HTTP_403_FORBIDDEN, "invalid Twilio signature")
             return
-        if not await admit(websocket):
+        slot = await admit(websocket, signed_call=True)
+        if slot is None:
             return
         try:
-            call = await read_handshake(websocket)
-        except TwilioProtocolError as e:
-            logger.warning(f"Closed /twilio/ws from {websocket.client}: {e}")
-            await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION, str(e)[:120])
-            return
-        logger.info(f"Call {call.call_sid} connected (stream {call.stream_sid})")
-        await run_session(
-            websocket,
-            lambda close_reason: twilio_transport(websocket, call, settings, close_reason),
-            session_id=call.call_sid,
-            output_sample_rate=TWILIO_SAMPLE_RATE,
-        )
+            try:
+                call = await read_handshake(websocket, settings, ticket_valid=access.call_ticket_valid)
+            except TwilioProtocolError as e:
+                logger.warning(f"Closed /twilio/ws from {client_of(websocket)}: {e}")
+                await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION, str(e)[:120])
+                return
+            session_id = new_session_id()
+            logger.info(f"Call {call.call_sid} connected (stream {call.stream_sid}) as session {session_id}")
+            await run_session(
+                websocket,
+                lambda close_reason: twilio_transport(websocket, call, settings, close_reason),
+                session_id=session_id,
+                output_sample_rate=TWILIO_SAMPLE_RATE,
+            )
+        finally:
+            slot.release()
 
     return app

@@ -22,3 +22,8 @@ TURN_LATENCY = Histogram(
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
 )
 SERVICE_ERRORS = Counter("voicebot_service_errors_total", "Errors reported by services", ["service"])
+CLIENT_INPUT_DROPPED = Counter(
+    "voicebot_client_input_dropped_total",
+    "Client messages dropped before the pipeline: oversized, audio ahead of real time, or not allowed",
+    ["transport", "reason"],
+)

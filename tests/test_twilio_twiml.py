@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from pipeline.settings import Settings
-from transports.twilio import stream_url, twiml_connect, webhook_url
+from transports.twilio import stream_url, twiml_connect, valid_sids, webhook_url
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,26 @@ def test_webhook_url_behind_a_proxy(clean_env):
 
 
 def test_twiml_escapes_parameters():
-    twiml = twiml_connect("wss://x/twilio/ws", call_sid="CA1", from_number="+1 <&>", to_number="+2")
+    twiml = twiml_connect(
+        "wss://x/twilio/ws", call_sid="CA1", from_number="+1 <&>", to_number="+2", ticket="t.s"
+    )
     stream = ET.fromstring(twiml).find("./Connect/Stream")
     assert stream.get("url") == "wss://x/twilio/ws"
-    assert {p.get("name"): p.get("value") for p in stream.findall("Parameter")}["from"] == "+1 <&>"
+    parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    assert parameters["from"] == "+1 <&>" and parameters["voicebotTicket"] == "t.s"
+
+
+def test_only_twilio_shaped_ids_of_our_account_pass(clean_env):
+    ours = "AC" + "ab" * 16
+    assert valid_sids(Settings(), "CA" + "0f" * 16, ours)
+    assert valid_sids(Settings(twilio_account_sid=ours), "CA" + "0f" * 16, ours)
+    assert not valid_sids(Settings(twilio_account_sid=ours), "CA" + "0f" * 16, "AC" + "cd" * 16)
+    for call in (
+        "../Conferences/CF" + "0" * 32,
+        "CA" + "0" * 31,
+        "CA" + "0" * 32 + "/x",
+        "CA" + "g" * 32,
+        "",
+    ):
+        assert not valid_sids(Settings(), call, ours), call
+    assert not valid_sids(Settings(), "CA" + "0" * 32, "AC" + "0" * 31 + "?")

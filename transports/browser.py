@@ -16,6 +16,7 @@ from fastapi import WebSocket
 from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
+    InputTransportMessageFrame,
     OutputAudioRawFrame,
     OutputTransportMessageFrame,
     OutputTransportMessageUrgentFrame,
@@ -25,6 +26,7 @@ from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketTransport
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from pipeline import metrics
 from processors.frames import PushToTalkFrame, SessionEndedMessageFrame, TurnMetricsMessageFrame
 from transports.audio_budget import AudioBudget
 from transports.websocket_session import websocket_transport
@@ -35,6 +37,16 @@ MIN_INPUT_SAMPLE_RATE, MAX_INPUT_SAMPLE_RATE = 8000, 48000
 # After telling the page the session ended, how long it may take to play the rest of the
 # goodbye and hang up itself (Pipecat's client reports a server-side close as a fatal error).
 CLIENT_HANGUP_GRACE_SECS = 5.0
+# A microphone chunk is a few kB (8 s of 16 kHz audio is 256 kB); bigger is not the page.
+MAX_MESSAGE_BYTES = 256 * 1024
+# RTVI client messages the page sends; the rest (`raw-audio`, `send-text`, `append-to-context`,
+# `update-config`, …) would let a client put unchecked audio or text into the pipeline.
+PAGE_RTVI_TYPES = {"client-ready", "disconnect-bot"}
+
+
+def dropped(reason: str) -> None:
+    """Count a client message we refuse to pass on (none of them is worth a log line)."""
+    metrics.CLIENT_INPUT_DROPPED.labels("/ws", reason).inc()
 
 
 class BrowserFrameSerializer(ProtobufFrameSerializer):
@@ -63,28 +75,41 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
         self._budget = AudioBudget()
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
-        """The page's push-to-talk button arrives as an RTVI client message `ptt`; audio far
-        ahead of real time (a flood, not a microphone) is dropped."""
+        """Only what the page sends gets in: microphone audio (mono, 8-48 kHz, no faster than
+        real time), the RTVI handshake, and push-to-talk (an RTVI client message `ptt`)."""
+        if len(data) > MAX_MESSAGE_BYTES:
+            return dropped("oversized")
         try:
             frame = await super().deserialize(data)
         except Exception:  # undecodable protobuf: not a frame of ours
+            return dropped("malformed")
+        if isinstance(frame, InputAudioRawFrame):
+            if not (
+                frame.num_channels == 1
+                and MIN_INPUT_SAMPLE_RATE <= frame.sample_rate <= MAX_INPUT_SAMPLE_RATE
+            ):
+                return dropped("not_a_microphone")
+            if not self._budget.allow(len(frame.audio) / 2 / frame.sample_rate):
+                return dropped("ahead_of_real_time")
+            return frame
+        if isinstance(frame, InputTransportMessageFrame):
+            return self._page_message(frame) or dropped("not_allowed")
+        return dropped("not_allowed")  # text and transcription frames: the page never sends them
+
+    @staticmethod
+    def _page_message(frame: InputTransportMessageFrame) -> Frame | None:
+        message = frame.message
+        if not isinstance(message, dict) or message.get("label") != MESSAGE_LABEL:
             return None
-        if isinstance(frame, InputAudioRawFrame) and not (
-            frame.num_channels == 1
-            and MIN_INPUT_SAMPLE_RATE <= frame.sample_rate <= MAX_INPUT_SAMPLE_RATE
-            and self._budget.allow(len(frame.audio) / 2 / frame.sample_rate)
-        ):
-            return None  # mono PCM at a microphone's rate, no faster than real time, or nothing
-        message = getattr(frame, "message", None)
-        if (
-            isinstance(message, dict)
-            and message.get("label") == MESSAGE_LABEL
-            and message.get("type") == "client-message"
-        ):
-            body = message.get("data") or {}
-            if body.get("t") == "ptt" and isinstance((body.get("d") or {}).get("active"), bool):
-                return PushToTalkFrame(active=body["d"]["active"])
-        return frame
+        kind = message.get("type")
+        if kind == "client-message":
+            body = message.get("data")
+            body = body if isinstance(body, dict) else {}
+            active = (body.get("d") if isinstance(body.get("d"), dict) else {}).get("active")
+            if body.get("t") == "ptt" and isinstance(active, bool):
+                return PushToTalkFrame(active=active)
+            return None
+        return frame if kind in PAGE_RTVI_TYPES else None
 
     @staticmethod
     def _rtvi(message_type: str, data: dict) -> bytes:

@@ -11,21 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from fastapi import WebSocket
 from loguru import logger
-from pipecat.frames.frames import Frame, OutputTransportMessageFrame, OutputTransportMessageUrgentFrame
+from pipecat.frames.frames import (
+    Frame,
+    OutputTransportMessageFrame,
+    OutputTransportMessageUrgentFrame,
+)
 from pipecat.serializers.twilio import TwilioFrameSerializer
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketTransport
 from starlette.websockets import WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
+from pipeline import metrics
 from pipeline.settings import Settings
 from processors.frames import ClientHangupFrame, SessionEndedMessageFrame
+from transports.audio_budget import AudioBudget
 from transports.websocket_session import websocket_transport
 
 TWILIO_SAMPLE_RATE = 8000
@@ -33,6 +41,13 @@ STREAM_PATH = "/twilio/ws"
 END_MARK = "voicebot-session-end"
 MARK_WAIT_SECS = 20.0  # the longest a goodbye may take to play out before we hang up anyway
 HANG_UP_TIMEOUT_SECS = 10.0
+TICKET_PARAMETER = "voicebotTicket"
+# A `media` event carries 20 ms (about 350 bytes); `start` a few kB. Bigger is not Twilio.
+MAX_EVENT_BYTES = 64 * 1024
+# Twilio streams in real time; a little jitter may bunch packets, a flood is dropped.
+MEDIA_BURST_SECS = 10.0
+CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 
 
 class TwilioProtocolError(ValueError):
@@ -69,8 +84,19 @@ def webhook_url(settings: Settings, request_url: str) -> str:
     return settings.public_url.rstrip("/") + path
 
 
-def twiml_connect(url: str, *, call_sid: str, from_number: str, to_number: str) -> str:
-    """`<Connect><Stream>` with the caller's details as parameters, and nothing after it.
+def valid_sids(settings: Settings, call_sid: str, account_sid: str) -> bool:
+    """Twilio's id formats (`CA`/`AC` + 32 hex digits), and our own account when we know it.
+    These ids end up in the REST hang-up URL, so nothing else may pass."""
+    return (
+        CALL_SID.fullmatch(call_sid) is not None
+        and ACCOUNT_SID.fullmatch(account_sid) is not None
+        and (not settings.twilio_account_sid or account_sid == settings.twilio_account_sid)
+    )
+
+
+def twiml_connect(url: str, *, call_sid: str, from_number: str, to_number: str, ticket: str) -> str:
+    """`<Connect><Stream>` with the caller's details and this call's signed ticket as parameters,
+    and nothing after it.
 
     A `<Pause>` after `<Connect>` would keep a dead call open for its length (Pipecat PR #5135).
     """
@@ -80,6 +106,7 @@ def twiml_connect(url: str, *, call_sid: str, from_number: str, to_number: str) 
     stream.parameter(name="from", value=from_number)
     stream.parameter(name="to", value=to_number)
     stream.parameter(name="callSid", value=call_sid)
+    stream.parameter(name=TICKET_PARAMETER, value=ticket)
     response.append(connect)
     return str(response)
 
@@ -92,31 +119,52 @@ def signature_is_valid(settings: Settings, url: str, params: dict, signature: st
     return bool(signature) and validator.validate(url, params, signature)
 
 
-async def read_handshake(websocket: WebSocket, *, timeout: float = 10.0) -> TwilioCall:
-    """Read `connected` (optional) and `start`; anything else first is a protocol error."""
+def parse_event(data: str | bytes) -> dict | None:
+    """A Twilio event as a dict, or None for anything too big to be one or not JSON."""
+    if len(data) > MAX_EVENT_BYTES:
+        return None
+    try:
+        message = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
+        return None
+    return message if isinstance(message, dict) else None
+
+
+TicketCheck = Callable[[str, str, str], bool]  # (ticket, call_sid, account_sid) -> valid, once
+
+
+async def read_handshake(
+    websocket: WebSocket, settings: Settings, *, ticket_valid: TicketCheck, timeout: float = 10.0
+) -> TwilioCall:
+    """Read `connected` (optional) and `start`; the start must name a real-format call of our
+    account and carry the ticket our TwiML gave that call. Anything else is a protocol error."""
 
     async def first_start() -> TwilioCall:
         while True:
-            message = json.loads(await websocket.receive_text())
-            event = message.get("event") if isinstance(message, dict) else None
+            message = parse_event(await websocket.receive_text()) or {}
+            event = message.get("event")
             if event == "connected":
                 continue
             if event != "start":
-                raise TwilioProtocolError(f"expected a start event, got {event!r}")
-            start = message.get("start") or {}
-            stream_sid = start.get("streamSid") or message.get("streamSid")
-            if not stream_sid or not start.get("callSid"):
-                raise TwilioProtocolError("the start event has no streamSid or callSid")
-            return TwilioCall(
-                stream_sid=stream_sid,
-                call_sid=start["callSid"],
-                account_sid=start.get("accountSid", ""),
-                parameters=start.get("customParameters") or {},
+                raise TwilioProtocolError(f"expected a start event, got {str(event)[:40]!r}")
+            start = message.get("start")
+            start = start if isinstance(start, dict) else {}
+            parameters = start.get("customParameters")
+            parameters = parameters if isinstance(parameters, dict) else {}
+            stream_sid, call_sid, account_sid = (
+                str(start.get(key) or "") for key in ("streamSid", "callSid", "accountSid")
             )
+            if not stream_sid or not valid_sids(settings, call_sid, account_sid):
+                raise TwilioProtocolError("the start event has no streamSid or a bad callSid/accountSid")
+            if not ticket_valid(str(parameters.get(TICKET_PARAMETER) or ""), call_sid, account_sid):
+                raise TwilioProtocolError(
+                    "the stream's ticket is missing, spent, expired or for another call"
+                )
+            return TwilioCall(stream_sid, call_sid, account_sid, parameters)
 
     try:
         return await asyncio.wait_for(first_start(), timeout)
-    except (TimeoutError, json.JSONDecodeError, KeyError, TypeError, WebSocketDisconnect) as e:
+    except (TimeoutError, KeyError, TypeError, WebSocketDisconnect) as e:
         raise TwilioProtocolError(f"bad media stream handshake: {e or type(e).__name__}") from e
 
 
@@ -136,6 +184,7 @@ class CallSerializer(TwilioFrameSerializer):
             params=TwilioFrameSerializer.InputParams(auto_hang_up=False),
         )
         self._call = call
+        self._budget = AudioBudget(burst_secs=MEDIA_BURST_SECS)
 
     async def serialize(self, frame: Frame) -> str | bytes | None:
         if isinstance(frame, SessionEndedMessageFrame):
@@ -150,18 +199,35 @@ class CallSerializer(TwilioFrameSerializer):
         return await super().serialize(frame)
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
-        try:
-            message = json.loads(data)
-        except (json.JSONDecodeError, TypeError):
-            return None
-        event = message.get("event") if isinstance(message, dict) else None
+        """Marks and `stop` are ours; audio ahead of real time (a flood, not a phone line) and
+        messages too big to be Twilio's are dropped before they are decoded."""
+        message = parse_event(data)
+        event = message.get("event") if message else None
         if event == "mark":
             note_mark(self._call, message)
             return None
         if event == "stop":
             self._call.caller_hung_up = True
             return ClientHangupFrame()
-        return await super().deserialize(data)
+        if message is None:
+            return self._dropped("oversized" if len(data) > MAX_EVENT_BYTES else "malformed")
+        if event != "media":
+            return None  # dtmf and the like: nothing for the pipeline
+        media = message.get("media")
+        payload = media.get("payload") if isinstance(media, dict) else None
+        if not isinstance(payload, str):
+            return self._dropped("malformed")
+        # μ-law is one byte per 8 kHz sample: the duration is known before anything is decoded.
+        if not self._budget.allow(len(payload) * 3 / 4 / TWILIO_SAMPLE_RATE):
+            return self._dropped("ahead_of_real_time")
+        try:
+            return await super().deserialize(data)
+        except Exception:  # a malformed media payload: not audio
+            return self._dropped("malformed")
+
+    @staticmethod
+    def _dropped(reason: str) -> None:
+        metrics.CLIENT_INPUT_DROPPED.labels(STREAM_PATH, reason).inc()
 
 
 def note_mark(call: TwilioCall, message: dict) -> None:
@@ -198,7 +264,7 @@ class CallCloser:
     async def _read_until_mark(self, websocket: WebSocket) -> None:
         # The transport's reader has stopped by now, so we read the socket ourselves.
         while not self._call.end_mark_played.is_set():
-            message = json.loads(await websocket.receive_text())
+            message = parse_event(await websocket.receive_text()) or {}
             if message.get("event") == "stop":
                 self._call.caller_hung_up = True
                 return
@@ -206,11 +272,12 @@ class CallCloser:
                 note_mark(self._call, message)
 
     async def _hang_up(self) -> None:
-        """Hang up through the REST API, unless the caller already did."""
+        """Hang up through the REST API, unless the caller already did. The ids in the URL were
+        validated at the handshake (`valid_sids`), and are checked again here."""
         call = self._call
         token = self._settings.twilio_auth_token
         account = self._settings.twilio_account_sid or call.account_sid
-        if call.caller_hung_up:
+        if call.caller_hung_up or not valid_sids(self._settings, call.call_sid, account):
             return
         if token is None or not account:
             logger.debug(f"Call {call.call_sid}: no Twilio credentials; the closed stream ends the call")
