@@ -18,6 +18,7 @@ from tests.support.server import ServerProcess
 from tests.support.speech import speech_pcm16
 
 GOODBYE = "We are restarting now. Goodbye!"
+BUSY_CALL = {"CallSid": "CA" + "9" * 32, "AccountSid": "AC" + "9" * 32}
 
 
 def get(url: str) -> tuple[int, dict | str]:
@@ -50,7 +51,7 @@ async def test_a_full_server_refuses_with_1013_and_says_so_everywhere(llm):
                 assert (refused.close_code, refused.close_reason) == (1013, "server full")
             async with (
                 aiohttp.ClientSession() as http,
-                http.post(f"{server.base_url}/twilio/voice", data={"CallSid": "CA9"}) as response,
+                http.post(f"{server.base_url}/twilio/voice", data=BUSY_CALL) as response,
             ):
                 twiml = await response.text()
             assert "<Say>" in twiml and "<Hangup/>" in twiml and "<Connect>" not in twiml
@@ -120,33 +121,3 @@ async def test_turn_latency_reaches_the_metrics(llm):
         server.stop()
     assert 'voicebot_turn_latency_seconds_count{stage="voice_to_voice"} 1.0' in text
     assert "voicebot_active_sessions" in text
-
-
-async def test_api_keys_and_session_tokens_guard_the_websockets(llm):
-    from websockets.exceptions import InvalidStatus
-
-    server = ServerProcess(
-        env={"BOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_API_KEYS": "k1"}
-    ).start()
-    try:
-        for path in ("/ws", "/ws/simple"):
-            with pytest.raises(InvalidStatus) as refused:
-                async with connect(f"{server.ws_url}{path}"):
-                    pass
-            assert refused.value.response.status_code == 403
-        async with connect(f"{server.ws_url}/ws/simple", additional_headers={"X-API-Key": "k1"}) as keyed:
-            assert json.loads(await keyed.recv())["type"] == "ready"
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
-                f"{server.base_url}/session", headers={"Origin": "https://evil.example"}
-            ) as bad:
-                assert bad.status == 403
-            async with http.post(f"{server.base_url}/session") as response:
-                token = (await response.json())["token"]
-        async with connect(f"{server.ws_url}/ws/simple?token={token}") as with_token:
-            assert json.loads(await with_token.recv())["type"] == "ready"
-        with pytest.raises(InvalidStatus):
-            async with connect(f"{server.ws_url}/ws", additional_headers={"Origin": "https://evil.example"}):
-                pass
-    finally:
-        server.stop()

@@ -56,7 +56,8 @@ def call(phone_server, llm, request):
         phone_server.base_url, AUTH_TOKEN, call_sid=f"CA{number:032d}", stream_sid=f"MZ{number:032d}"
     )
     yield caller
-    phone_server.wait_for_log(rf"Session {caller.call_sid} ended", start=start)
+    session = phone_server.session_of_call(caller.call_sid, start=start)
+    phone_server.wait_for_log(rf"Session {session} ended", start=start)
     assert phone_server.unclean_lines(start) == []
 
 
@@ -69,7 +70,9 @@ async def test_the_webhook_answers_with_a_media_stream_and_no_pause(phone_server
     root = ET.fromstring(twiml)
     assert [child.tag for child in root] == ["Connect"]  # nothing after <Connect>: no <Pause>
     assert call.stream_url == f"ws://127.0.0.1:{phone_server.port}/twilio/ws"
-    assert call.parameters == {"from": call.from_number, "to": call.to_number, "callSid": call.call_sid}
+    details = {name: value for name, value in call.parameters.items() if name != "voicebotTicket"}
+    assert call.parameters["voicebotTicket"], "the stream is bound to this call by a signed ticket"
+    assert details == {"from": call.from_number, "to": call.to_number, "callSid": call.call_sid}
     await call.connect()
     await call.hang_up()
 
@@ -118,7 +121,8 @@ async def test_the_caller_hanging_up_mid_reply_ends_cleanly_without_a_rest_call(
         call.say(speech_pcm16(QUESTION))
         await call.wait_for(lambda c: seconds(c.played_ulaw) > 0.5, 30, "the reply to start")
         await call.hang_up()
-    phone_server.wait_for_log(rf"Session {call.call_sid} ended: reason=client_hangup")
+    session = phone_server.session_of_call(call.call_sid)
+    phone_server.wait_for_log(rf"Session {session} ended: reason=client_hangup")
     assert twilio_api.hang_ups[hang_ups_before:] == []
 
 

@@ -55,9 +55,12 @@ class Received:
 class PipecatWebsocketClient:
     """Connects to `/ws`, announces itself like `@pipecat-ai/client-js`, streams mic audio."""
 
-    def __init__(self, url: str, sample_rate: int = 16000, *, stream_silence: bool = True):
-        """`stream_silence=False` behaves like an app that sends a recording and then nothing."""
+    def __init__(self, url: str, sample_rate: int = 16000, *, stream_silence: bool = True, **connect_options):
+        """`stream_silence=False` behaves like an app that sends a recording and then nothing;
+        `connect_options` go to `websockets.connect` (e.g. `additional_headers`, or `local_addr`
+        to call from another loopback address)."""
         self.url = url
+        self.connect_options = connect_options
         self.stream_silence = stream_silence
         self.sample_rate = sample_rate
         self.received = Received()
@@ -68,7 +71,7 @@ class PipecatWebsocketClient:
         self.last_speech_sent_at = 0.0
 
     async def __aenter__(self) -> PipecatWebsocketClient:
-        self._ws = await connect(self.url, max_size=None, compression=None)
+        self._ws = await connect(self.url, max_size=None, compression=None, **self.connect_options)
         self._reader = asyncio.create_task(self._read())
         await self.send_rtvi("client-ready", {"version": "2.2.0", "about": {"library": "voicebot-tests"}})
         self._mic = asyncio.create_task(self._microphone())

@@ -35,11 +35,18 @@ class ServerProcess:
     """
 
     def __init__(
-        self, env: dict[str, str] | None = None, startup_timeout: float = 180.0, args: tuple[str, ...] = ()
+        self,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 180.0,
+        args: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
     ):
+        """`host` other than 127.0.0.1 (e.g. 127.0.0.2) plays a public bind: credentials apply."""
         self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.base_url = f"http://{host}:{self.port}"
+        self.ws_url = f"ws://{host}:{self.port}"
+        if host != "127.0.0.1":
+            args = ("--host", host, *args)
         self._workdir = tempfile.TemporaryDirectory(prefix="voicebot-test-")
         self.log_path = Path(self._workdir.name) / "server.log"
         keep = {k: v for k, v in os.environ.items() if not k.startswith(OWNED_PREFIXES)}
@@ -80,6 +87,12 @@ class ServerProcess:
             time.sleep(0.1)
         assert match, f"log never matched {pattern!r}:\n{self.log()[start:][-4000:]}"
         return match
+
+    def session_of_call(self, call_sid: str, start: int = 0, timeout: float = 10.0) -> str:
+        """The server-side session id the call `call_sid` was given."""
+        return self.wait_for_log(
+            rf"Call {call_sid} connected \(stream \w+\) as session (\w+)", timeout, start
+        )[1]
 
     def unclean_lines(self, start: int = 0) -> list[str]:
         return [line for line in self.log()[start:].splitlines() if UNCLEAN_LOG.search(line)]

@@ -176,8 +176,15 @@ async function connect() {
   $("call").textContent = "Hang up";
   $("call").classList.add("hangup");
   try {
-    // A short-lived session token, so the page works when the server requires credentials.
-    const session = await fetch("/session", { method: "POST" }).then((r) => (r.ok ? r.json() : {}));
+    // A single-use session token: the server hands the page one only if its operator allows
+    // it (a private server, or VOICEBOT_ANONYMOUS_PAGE_TOKENS); otherwise say why, not "failed".
+    const response = await fetch("/session", { method: "POST" });
+    const session = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      showEnded(`Ended: ${session.error || `the server refused a session (HTTP ${response.status})`}.`);
+      client = null;
+      return;
+    }
     const token = session.token ? `?token=${encodeURIComponent(session.token)}` : "";
     await client.connect({ wsUrl: `${scheme}://${location.host}/ws${token}` });
     if ($("ptt-mode").checked) sendPtt(false); // enter push-to-talk mode, button up
