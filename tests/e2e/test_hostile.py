@@ -442,25 +442,27 @@ async def flood(url: str, until: float, workers: int = 20) -> int:
 
 async def test_fairness_a_flood_from_one_address_leaves_another_callers_latency_and_memory(llm):
     llm.behaviour = LLMBehaviour(reply=REPLY)
-    server = ServerProcess(
-        env={"BOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_API_KEYS": KEY,
-             "VOICEBOT_SILENCE_TIMEOUT_SECS": "0"},
-        host=PUBLIC,
-    ).start()  # fmt: skip
+    env = {"BOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_API_KEYS": KEY,
+           "VOICEBOT_SILENCE_TIMEOUT_SECS": "0"}  # fmt: skip
+    server = ServerProcess(env=env, host=PUBLIC).start()
     good = {"additional_headers": {"X-API-Key": KEY}, "local_addr": ("127.0.0.3", 0)}
+    url = f"{server.ws_url}/ws"
     try:
-        async with PipecatWebsocketClient(f"{server.ws_url}/ws", **good) as caller_:
-            await caller_.wait_for(lambda r: r.rtvi("bot-ready"), 20, "bot-ready")
-            caller_.say(speech_pcm16(QUESTION))
-            await answer_latency(caller_)  # warm-up turn
-            rss_before = rss_mb(server._process.pid)
-            caller_.say(speech_pcm16(QUESTION))
-            normal = await answer_latency(caller_)
-            until = asyncio.get_running_loop().time() + 12
-            flooding = asyncio.create_task(flood(f"{server.ws_url}/ws/simple", until))
-            await asyncio.sleep(3)  # the flood is in full swing
-            caller_.say(speech_pcm16(QUESTION))
-            during = await answer_latency(caller_)
+        async with PipecatWebsocketClient(url, **good) as before_flood:
+            await before_flood.wait_for(lambda r: r.rtvi("bot-ready"), 20, "bot-ready")
+            before_flood.say(speech_pcm16(QUESTION))
+            await answer_latency(before_flood)  # warm-up turn
+            before_flood.say(speech_pcm16(QUESTION))
+            normal = await answer_latency(before_flood)
+        rss_before = rss_mb(server._process.pid)
+        until = asyncio.get_running_loop().time() + 12
+        flooding = asyncio.create_task(flood(f"{server.ws_url}/ws/simple", until))
+        await asyncio.sleep(3)  # the flood is in full swing
+        # A new call from another address gets in (before: every slot was the flood's)...
+        async with PipecatWebsocketClient(url, **good) as during_flood:
+            await during_flood.wait_for(lambda r: r.rtvi("bot-ready"), 20, "bot-ready during the flood")
+            during_flood.say(speech_pcm16(QUESTION))
+            during = await answer_latency(during_flood)  # ...and is answered as fast as usual
             made = await flooding
             # The flood is over, the good caller still on the line: memory is back where it was.
             for _ in range(100):
@@ -471,9 +473,7 @@ async def test_fairness_a_flood_from_one_address_leaves_another_callers_latency_
         assert made >= 200, "the flood really happened"
         assert during <= normal * 1.5, (normal, during)
         assert after <= rss_before + 40, (rss_before, after)
-        metrics = (await http("GET", f"{server.base_url}/metrics"))[1]
-        refused = re.search(r'voicebot_sessions_refused_total\{transport="/ws/simple"\} ([0-9.]+)', metrics)
-        assert refused and float(refused[1]) >= made * 0.9, "nearly every flood connection was refused"
+        assert "too many new sessions from your address" in server.log()
         assert server.unclean_lines() == []
     finally:
         server.stop()
