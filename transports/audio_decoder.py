@@ -37,6 +37,9 @@ class AudioDecodeError(ValueError):
 class AudioBudgetExceeded(AudioDecodeError):
     """The audio decodes to more samples than the caller accepts; decoding stopped there."""
 
+    def __init__(self, seconds: float):
+        super().__init__(f"the audio is longer than the {seconds:.1f}s it may run ahead of real time")
+
 
 # Formats a recorder streams in chunks (only the first chunk has the header).
 STREAMABLE = {"webm", "ogg", "mp3", "aac"}
@@ -92,9 +95,7 @@ class _Pcm:
         """Add a decoded frame (None: flush what the resampler holds back)."""
         for out in self._resampler.resample(frame):
             if self.cap is not None and len(self.data) // 2 + out.samples > self.cap:
-                raise AudioBudgetExceeded(
-                    f"the audio is longer than the {self.cap / self._rate:.1f}s it may run ahead of real time"
-                )
+                raise AudioBudgetExceeded(self.cap / self._rate)
             self.data += out.to_ndarray().tobytes()
 
     def take(self) -> bytes:
@@ -200,15 +201,13 @@ class _ContainerStream:
         with self._condition:
             if not self._condition.wait_for(ready, timeout=STREAM_DECODE_SECS):
                 self._error = AudioDecodeError(f"decoding the {self.kind} stream took too long")
-            error = (
-                AudioDecodeError(f"could not decode {self.kind} audio: no audio in {STREAM_PENDING_BYTES} bytes")
-                if self._pipe.overrun
-                else self._error
-            )
+            if self._pipe.overrun:
+                self._error = AudioDecodeError(f"no audio in {STREAM_PENDING_BYTES} bytes")
+            error = self._error
             pcm = self._pcm.take()
         if error is not None:
             self.close()
-            if isinstance(error, AudioDecodeError):
+            if isinstance(error, AudioBudgetExceeded):
                 raise error
             raise AudioDecodeError(f"could not decode {self.kind} audio: {error}") from error
         return pcm
@@ -296,7 +295,8 @@ class ClientAudioDecoder:
             return self._close_stream()
 
     def __del__(self) -> None:
-        if self._stream is not None:  # a decoder dropped without close(): end its thread anyway
+        """A decoder dropped without `close()` still ends its stream's thread."""
+        if getattr(self, "_stream", None) is not None:
             self._stream.close(wait=False)
 
     def _close_stream(self) -> str | None:
@@ -345,9 +345,7 @@ class ClientAudioDecoder:
         data = self._odd_byte + data
         cut = len(data) - len(data) % 2
         if max_samples is not None and cut // 2 * self.target_rate / self._pcm_rate > max_samples + 1:
-            raise AudioBudgetExceeded(
-                f"the audio is longer than the {max_samples / self.target_rate:.1f}s it may run ahead of real time"
-            )
+            raise AudioBudgetExceeded(max_samples / self.target_rate)
         data, self._odd_byte = data[:cut], data[cut:]
         if self._pcm_resampler is None or not data:
             return data

@@ -74,7 +74,8 @@ def media_recorder_webm(pcm16: bytes, sample_rate: int = 16000) -> bytes:
         size_at = at + id_length
         size = int.from_bytes(data[size_at : size_at + size_length], "big") & ((1 << (7 * size_length)) - 1)
         if data[at : at + id_length] == b"\x1f\x43\xb6\x75":
-            data[size_at : size_at + size_length] = ((1 << (7 * size_length + 1)) - 1).to_bytes(size_length, "big")
+            unknown = (1 << (7 * size_length + 1)) - 1  # all value bits set
+            data[size_at : size_at + size_length] = unknown.to_bytes(size_length, "big")
         at = size_at + size_length + size
     return bytes(data)
 
