@@ -123,7 +123,7 @@ def test_a_bare_mp3_stream_without_id3_is_detected():
 def test_a_flac_bomb_stops_at_the_cap_without_decoding_the_rest():
     bomb = flac_silence(2 * 3600)
     started = time.process_time()
-    with pytest.raises(AudioBudgetExceeded, match=r"longer than the 120.0s"):
+    with pytest.raises(AudioBudgetExceeded, match=r"runs past the 120.0s it may still get ahead"):
         ClientAudioDecoder(16000).decode(bomb, max_samples=16000 * 120)
     assert time.process_time() - started < 0.5  # 2 hours would take seconds
 

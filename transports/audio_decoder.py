@@ -38,7 +38,7 @@ class AudioBudgetExceeded(AudioDecodeError):
     """The audio decodes to more samples than the caller accepts; decoding stopped there."""
 
     def __init__(self, seconds: float):
-        super().__init__(f"the audio is longer than the {seconds:.1f}s it may run ahead of real time")
+        super().__init__(f"the audio runs past the {seconds:.1f}s it may still get ahead of real time")
 
 
 # Formats a recorder streams in chunks (only the first chunk has the header).

@@ -104,7 +104,7 @@ class SimpleProtocolSerializer(FrameSerializer):
         try:
             pcm = await asyncio.to_thread(self._decoder.decode, data, max_samples)
         except AudioBudgetExceeded as e:
-            return _error("audio_too_fast", f"{e} (audio may run at most {BURST_SECS:g}s ahead)")
+            return _error("audio_too_fast", f"{e} (at most {BURST_SECS:g}s ahead; nothing of it was used)")
         except AudioDecodeError as e:
             return _error("bad_audio", str(e))
         if not pcm:
