@@ -21,9 +21,14 @@ FORMATS = {
 
 def encode(pcm16: bytes, fmt: str, sample_rate: int = 16000) -> bytes:
     """`pcm16` (mono, `sample_rate`) as a complete file of format `fmt`."""
-    container_format, codec, codec_rate = FORMATS[fmt]
     out = io.BytesIO()
-    with av.open(out, mode="w", format=container_format) as container:
+    _encode_into(out, pcm16, fmt, sample_rate)
+    return out.getvalue()
+
+
+def _encode_into(out, pcm16: bytes, fmt: str, sample_rate: int, options: dict | None = None) -> None:
+    container_format, codec, codec_rate = FORMATS[fmt]
+    with av.open(out, mode="w", format=container_format, options=options or {}) as container:
         stream = container.add_stream(codec, rate=codec_rate)
         stream.layout = "mono"
         resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=codec_rate)
@@ -35,7 +40,6 @@ def encode(pcm16: bytes, fmt: str, sample_rate: int = 16000) -> bytes:
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
-    return out.getvalue()
 
 
 class _Sink:
@@ -53,19 +57,7 @@ def media_recorder_webm(pcm16: bytes, sample_rate: int = 16000) -> bytes:
     """WebM/Opus as a browser's MediaRecorder writes it: the Segment and every Cluster of
     unknown size (no Cues, nothing patched at the end), so it only ends where the data stops."""
     out = _Sink()
-    with av.open(out, mode="w", format="webm", options={"live": "1"}) as container:
-        stream = container.add_stream("libopus", rate=48000)
-        stream.layout = "mono"
-        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=48000)
-        frame = av.AudioFrame.from_ndarray(
-            np.frombuffer(pcm16, dtype=np.int16).reshape(1, -1), format="s16", layout="mono"
-        )
-        frame.sample_rate = sample_rate
-        for resampled in [*resampler.resample(frame), *resampler.resample(None)]:
-            for packet in stream.encode(resampled):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+    _encode_into(out, pcm16, "webm", sample_rate, options={"live": "1"})
     data = out.data
     at = data.find(b"\x18\x53\x80\x67") + 12  # the Segment's children (its size is 8 bytes)
     while at < len(data):  # FFmpeg buffers each Cluster and writes its size: make it unknown

@@ -24,6 +24,11 @@ UNCLEAN_LOG = re.compile(
 )
 
 
+def fake_services_env(deepgram_url: str, openai_url: str) -> dict[str, str]:
+    """The settings that point the server at the Deepgram and OpenAI fakes."""
+    return {"DEEPGRAM_API_KEY": "test-key", "DEEPGRAM_BASE_URL": deepgram_url, "OPENAI_BASE_URL": openai_url}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
