@@ -234,6 +234,12 @@ def decoding_threads() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name.startswith("decode-")]
 
 
+def test_fragmented_mp4_chunks_are_refused_not_taken_for_pcm():
+    fragment = (24).to_bytes(4, "big") + b"moof" + bytes(16) + (1000).to_bytes(4, "big") + b"mdat"
+    with pytest.raises(AudioDecodeError, match="fragmented MP4"):
+        ClientAudioDecoder(16000).decode(fragment + bytes(992))
+
+
 def test_close_ends_the_stream_thread():
     decoder = ClientAudioDecoder(16000)
     before = set(decoding_threads())

@@ -65,6 +65,8 @@ def detect_container(data: bytes) -> str | None:
         return "flac"
     if data[4:8] == b"ftyp":
         return "mp4"
+    if data[4:8] in (b"moof", b"styp"):
+        return "mp4 fragment"
     if data[:3] == b"ID3":
         return "mp3"
     # Bare MPEG audio / ADTS start with an 11/12-bit sync word that raw PCM hits by chance
@@ -318,6 +320,8 @@ class ClientAudioDecoder:
                 if kind is None:
                     parts.append(self._raw_pcm(data, left()))
                     break
+                if kind == "mp4 fragment":  # Safari's MediaRecorder: never mistaken for PCM
+                    raise AudioDecodeError("fragmented MP4 chunks are not supported: send WebM or Ogg chunks")
                 if kind not in STREAMABLE:
                     parts.append(self._decode_file(kind, data, left()))
                     break
