@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
-from tests.support.audio_files import FORMATS, encode
-from transports.audio_decoder import AudioDecodeError, ClientAudioDecoder, detect_container
+from tests.support.audio_files import (
+    FORMATS,
+    encode,
+    flac_silence,
+    media_recorder_webm,
+    without_last_ogg_page,
+)
+from transports.audio_decoder import (
+    STREAM_PENDING_BYTES,
+    AudioBudgetExceeded,
+    AudioDecodeError,
+    ClientAudioDecoder,
+    _Pipe,
+    detect_container,
+)
 
 
 def tone(seconds: float = 1.0, rate: int = 16000, frequency: float = 440.0) -> bytes:
@@ -99,3 +115,137 @@ def test_a_bare_mp3_stream_without_id3_is_detected():
         data = data[10 + ((data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9]) :]
     assert detect_container(data) == "mp3"
     assert abs(dominant_frequency(ClientAudioDecoder(16000).decode(data)) - 440) < 10
+
+
+# --- bounded decoding, streams decoded once, stream boundaries ---------------------------------
+
+
+def test_a_flac_bomb_stops_at_the_cap_without_decoding_the_rest():
+    bomb = flac_silence(2 * 3600)
+    started = time.process_time()
+    with pytest.raises(AudioBudgetExceeded, match=r"runs past the 120.0s it may still get ahead"):
+        ClientAudioDecoder(16000).decode(bomb, max_samples=16000 * 120)
+    assert time.process_time() - started < 0.5  # 2 hours would take seconds
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3", "ogg", "webm", "m4a"])
+def test_any_format_past_the_cap_is_refused_and_within_it_is_accepted(fmt):
+    data = encode(tone(3.0), fmt)
+    with pytest.raises(AudioBudgetExceeded):
+        ClientAudioDecoder(16000).decode(data, max_samples=16000 * 2)
+    # An MP3 stream has no end marker: its last frames wait for more data (or its end).
+    assert len(ClientAudioDecoder(16000).decode(data, max_samples=16000 * 4)) >= 2 * 16000 * 2.85
+
+
+def test_raw_pcm_past_the_cap_is_refused():
+    decoder = ClientAudioDecoder(16000)
+    decoder.set_pcm_rate(8000)  # 1 s at 8 kHz is 1 s at 16 kHz
+    with pytest.raises(AudioBudgetExceeded):
+        decoder.decode(tone(1.0, 8000), max_samples=15000)
+
+
+@pytest.mark.parametrize("fmt", ["ogg", "webm", "mp3"])
+def test_a_stream_reads_each_byte_once(fmt, monkeypatch):
+    """Each chunk goes to FFmpeg once, however many chunks follow (no re-decoding)."""
+    read = []
+    original = _Pipe.read
+    monkeypatch.setattr(_Pipe, "read", lambda self, size: read.append(original(self, size)) or read[-1])
+    data = without_last_ogg_page(encode(tone(20.0), fmt)) if fmt == "ogg" else encode(tone(20.0), fmt)
+    decoder = ClientAudioDecoder(16000)
+    pcm = b"".join(decoder.decode(data[i : i + 500]) for i in range(0, len(data), 500))
+    assert sum(map(len, read)) == len(data)
+    assert len(pcm) / 32000 > 19.8
+    decoder.close()
+
+
+def test_tiny_messages_after_a_long_stream_cost_next_to_nothing():
+    ogg = without_last_ogg_page(encode(tone(110.0), "ogg"))
+    decoder = ClientAudioDecoder(16000)
+    decoder.decode(ogg)
+    started = time.process_time()
+    for _ in range(30):
+        decoder.decode(b"\x00")
+    assert time.process_time() - started < 0.1  # re-decoding 110 s each time took ~1.5 s
+    decoder.close()
+
+
+def test_a_media_recorder_webm_in_chunks_then_raw_pcm():
+    """Segment and Clusters of unknown size never end by themselves: raw PCM does end them."""
+    webm = media_recorder_webm(tone(2.0))
+    decoder = ClientAudioDecoder(16000)
+    streamed = b"".join(decoder.decode(webm[i : i + 1000]) for i in range(0, len(webm), 1000))
+    assert abs(len(streamed) / 32000 - 2.0) < 0.05
+    assert abs(dominant_frequency(streamed) - 440) < 10
+    pcm = tone(0.1, frequency=1000)
+    after = decoder.decode(pcm)
+    assert after.endswith(pcm) and len(after) - len(pcm) < 0.05 * 32000  # the stream's tail, then PCM
+    assert decoder.decode(pcm) == pcm
+
+
+@pytest.mark.parametrize("fmt", ["ogg", "webm", "mp3"])
+def test_raw_pcm_after_a_whole_streamable_recording_is_pcm(fmt):
+    decoder = ClientAudioDecoder(16000)
+    decoder.decode(encode(tone(1.0), fmt))
+    pcm = tone(0.1, frequency=1000)
+    assert decoder.decode(pcm).endswith(pcm)
+    assert decoder.decode(pcm) == pcm
+
+
+def test_a_new_header_ends_the_open_stream_and_starts_another():
+    decoder = ClientAudioDecoder(16000)
+    first = decoder.decode(media_recorder_webm(tone(1.0)))
+    second = decoder.decode(media_recorder_webm(tone(1.0, frequency=880)))
+    assert abs(len(first + second) / 32000 - 2.0) < 0.05
+    assert abs(dominant_frequency(second[-16000:]) - 880) < 10
+
+
+def test_garbage_that_breaks_the_stream_mid_message_is_an_error_then_pcm_works():
+    ogg = encode(tone(1.0), "ogg")
+    decoder = ClientAudioDecoder(16000)
+    decoder.decode(ogg[:3000])
+    with pytest.raises(AudioDecodeError, match=r"could not decode ogg audio: not an Ogg page"):
+        decoder.decode(ogg[3000:6000] + b"\x00" * 70000)
+    pcm = tone(0.1)
+    assert decoder.decode(pcm) == pcm
+
+
+def test_a_stream_without_audio_is_given_up_after_the_pending_cap():
+    """WebM framing stays valid (Void elements) but nothing in it is audio."""
+    webm = media_recorder_webm(tone(1.0))
+    header = webm[: webm.index(b"\x1f\x43\xb6\x75")]
+    void = b"\xec\x10\x01\x00\x00" + bytes(65536)  # a 64 KiB EBML Void element
+    decoder = ClientAudioDecoder(16000)
+    decoder.decode(header)
+    with pytest.raises(AudioDecodeError, match=r"no audio in \d+ bytes"):
+        for _ in range(STREAM_PENDING_BYTES // len(void) + 2):
+            decoder.decode(void)
+
+
+def test_a_stream_over_the_cap_is_dropped_until_a_new_header():
+    ogg = encode(tone(4.0), "ogg")
+    decoder = ClientAudioDecoder(16000)
+    with pytest.raises(AudioBudgetExceeded):
+        decoder.decode(ogg[: len(ogg) // 2], max_samples=16000)
+    assert decoder.decode(ogg[len(ogg) // 2 :], max_samples=16000 * 10) == b""  # the rest: dropped
+    assert len(decoder.decode(encode(tone(1.0), "ogg"), max_samples=16000 * 10)) > 0.9 * 32000
+
+
+def decoding_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("decode-")]
+
+
+def test_fragmented_mp4_chunks_are_refused_not_taken_for_pcm():
+    fragment = (24).to_bytes(4, "big") + b"moof" + bytes(16) + (1000).to_bytes(4, "big") + b"mdat"
+    with pytest.raises(AudioDecodeError, match="fragmented MP4"):
+        ClientAudioDecoder(16000).decode(fragment + bytes(992))
+
+
+def test_close_ends_the_stream_thread():
+    decoder = ClientAudioDecoder(16000)
+    before = set(decoding_threads())
+    decoder.decode(media_recorder_webm(tone(1.0)))
+    [thread] = set(decoding_threads()) - before
+    assert thread.is_alive()
+    assert decoder.close() == "webm"
+    assert not thread.is_alive()
+    assert decoder.close() is None

@@ -24,6 +24,10 @@ class AudioBudget:
         self._started = clock()
         self._received = 0.0
 
+    def remaining(self) -> float:
+        """Seconds of audio that would be allowed now."""
+        return max(0.0, self._clock() - self._started + self._burst - self._received)
+
     def allow(self, seconds: float) -> bool:
         if self._received + seconds > self._clock() - self._started + self._burst:
             return False

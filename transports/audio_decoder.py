@@ -4,27 +4,53 @@ Clients send raw PCM, whole recordings (WAV, MP3, Ogg/Opus, WebM/Opus, FLAC, M4A
 MediaRecorder chunks (WebM/Ogg, container header only in the first chunk). The format is
 detected from the bytes themselves, never from a client flag, and containers are decoded with
 PyAV (FFmpeg), resampled to the pipeline rate.
+
+Decoding is bounded: a caller passes the most samples it will accept (the real-time budget left)
+and decoding stops as soon as the audio passes it, so a small file that expands to hours of
+audio costs next to nothing. Streamed containers are demuxed incrementally, each byte once: a
+per-stream thread runs FFmpeg's demuxer on a blocking pipe the messages are written into.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+import threading
+from collections import deque
 
 import av
 import numpy as np
 import soxr
+
+from transports.container_framing import (
+    Framing,
+    FramingError,
+    adts_frame_length,
+    framing_for,
+    mpeg_frame_length,
+)
 
 
 class AudioDecodeError(ValueError):
     """The bytes are not audio we can decode; the message says why, for the client."""
 
 
+class AudioBudgetExceeded(AudioDecodeError):
+    """The audio decodes to more samples than the caller accepts; decoding stopped there."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"the audio runs past the {seconds:.1f}s it may still get ahead of real time")
+
+
 # Formats a recorder streams in chunks (only the first chunk has the header).
 STREAMABLE = {"webm", "ogg", "mp3", "aac"}
-# A streamed recording may need this much data before FFmpeg can even probe it; past it, a
-# stream that still yields no audio is reported as undecodable.
-STREAM_PROBE_BYTES = 64 * 1024
+# A stream whose last this many bytes produced no audio is reported as undecodable: it bounds
+# what FFmpeg buffers (an Ogg page is at most 64 KiB, a WebM block or an MP3 frame far less).
+STREAM_PENDING_BYTES = 256 * 1024
+# How long one message's share of a stream may take to decode before the stream is given up.
+STREAM_DECODE_SECS = 10.0
+_FFMPEG_FORMAT = {"webm": "matroska", "ogg": "ogg", "mp3": "mp3", "aac": "aac"}
+# The format is known, so FFmpeg need not read ahead to guess codec parameters.
+_PROBE_OPTIONS = {"probesize": "32768", "analyzeduration": "100000"}
 
 
 def detect_container(data: bytes) -> str | None:
@@ -39,47 +65,17 @@ def detect_container(data: bytes) -> str | None:
         return "flac"
     if data[4:8] == b"ftyp":
         return "mp4"
+    if data[4:8] in (b"moof", b"styp"):
+        return "mp4 fragment"
     if data[:3] == b"ID3":
         return "mp3"
     # Bare MPEG audio / ADTS start with an 11/12-bit sync word that raw PCM hits by chance
     # (any sample 0xFFEx..0xFFFx little-endian), so demand two valid frame headers in a row.
-    if _chained(data, _adts_frame_length):
+    if _chained(data, adts_frame_length):
         return "aac"
-    if _chained(data, _mpeg_frame_length):
+    if _chained(data, mpeg_frame_length):
         return "mp3"
     return None
-
-
-_MPEG1_L3_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
-_MPEG2_L3_KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
-_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
-
-
-def _mpeg_frame_length(data: bytes, at: int) -> int | None:
-    """Length of the MPEG-1/2/2.5 Layer III frame whose header starts at `at`, if valid."""
-    if len(data) < at + 4 or data[at] != 0xFF or data[at + 1] & 0xE0 != 0xE0:
-        return None
-    version, layer = (data[at + 1] >> 3) & 3, (data[at + 1] >> 1) & 3
-    bitrate_index, rate_index = data[at + 2] >> 4, (data[at + 2] >> 2) & 3
-    if version == 1 or layer != 1 or bitrate_index in (0, 15) or rate_index == 3:
-        return None
-    rate = _MPEG_RATES[version][rate_index]
-    kbps = (_MPEG1_L3_KBPS if version == 3 else _MPEG2_L3_KBPS)[bitrate_index]
-    padding = (data[at + 2] >> 1) & 1
-    return (144 if version == 3 else 72) * kbps * 1000 // rate + padding
-
-
-def _adts_frame_length(data: bytes, at: int) -> int | None:
-    """Length of the ADTS (AAC) frame whose header starts at `at`, if valid."""
-    if (
-        len(data) < at + 7
-        or data[at] != 0xFF
-        or data[at + 1] & 0xF6 != 0xF0
-        or (data[at + 2] >> 2) & 0xF > 12
-    ):
-        return None
-    length = ((data[at + 3] & 3) << 11) | (data[at + 4] << 3) | (data[at + 5] >> 5)
-    return length if length >= 7 else None
 
 
 def _chained(data: bytes, frame_length) -> bool:
@@ -87,27 +83,184 @@ def _chained(data: bytes, frame_length) -> bool:
     return first is not None and frame_length(data, first) is not None
 
 
-@dataclass
-class _ContainerStream:
-    """One recording: all its bytes so far, and how much of its audio we already emitted.
+class _Pcm:
+    """Decoded frames resampled to mono s16 at `rate` into one buffer that may not pass `cap`
+    samples: the frame that would pass it raises `AudioBudgetExceeded` and nothing more is kept."""
 
-    Streamed chunks are only decodable with the header in front, so each new chunk re-decodes
-    the recording from its start and emits what is new. Recordings are short (a turn), and a
-    full decode of a minute of Opus takes a few tens of milliseconds.
+    def __init__(self, rate: int):
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        self._rate = rate
+        self.data = bytearray()
+        self.cap: int | None = None
+
+    def add(self, frame: av.AudioFrame | None) -> None:
+        """Add a decoded frame (None: flush what the resampler holds back)."""
+        for out in self._resampler.resample(frame):
+            if self.cap is not None and len(self.data) // 2 + out.samples > self.cap:
+                raise AudioBudgetExceeded(self.cap / self._rate)
+            self.data += out.to_ndarray().tobytes()
+
+    def take(self) -> bytes:
+        data, self.data = bytes(self.data), bytearray()
+        return data
+
+
+class _Pipe:
+    """A blocking, non-seekable file for FFmpeg's demuxer thread, written to by `decode` calls.
+
+    `read` blocks until bytes arrive or the pipe is closed (then it returns b"", the end of the
+    stream). `idle` tells the writer that the demuxer has taken every byte and waits for more.
     """
 
-    kind: str
-    data: bytearray = field(default_factory=bytearray)
-    emitted_samples: int = 0
+    def __init__(self, condition: threading.Condition):
+        self._condition = condition
+        self._chunks: deque[tuple[bytes, int]] = deque()
+        self._closed = False
+        self.waiting = False
+        self.unproductive = 0  # bytes read since the last decoded audio
+        self.overrun = False
+
+    def write(self, data: bytes) -> None:
+        with self._condition:
+            self._chunks.append((data, 0))
+            self.waiting = False
+            self._condition.notify_all()
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+    @property
+    def idle(self) -> bool:
+        return self.waiting and not self._chunks
+
+    def read(self, size: int) -> bytes:
+        with self._condition:
+            while not self._chunks and not self._closed:
+                self.waiting = True
+                self._condition.notify_all()
+                self._condition.wait()
+            self.waiting = False
+            if self.unproductive > STREAM_PENDING_BYTES:
+                self.overrun = True
+                return b""  # end the stream: bytes keep coming and none of them is audio
+            if not self._chunks:
+                return b""
+            data, at = self._chunks[0]
+            piece = data[at : at + size]
+            if at + size >= len(data):
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = (data, at + size)
+            self.unproductive += len(piece)
+            return piece
+
+
+class _ContainerStream:
+    """One streamed recording: its framing, and a thread running FFmpeg's demuxer and decoder
+    on the bytes as they come, so each byte is decoded once."""
+
+    def __init__(self, kind: str, target_rate: int):
+        self.kind = kind
+        self.framing: Framing = framing_for(kind)
+        self.failed = False
+        self._condition = threading.Condition()
+        self._pipe = _Pipe(self._condition)
+        self._pcm = _Pcm(target_rate)
+        self._error: BaseException | None = None
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name=f"decode-{kind}", daemon=True)
+        self._thread.start()
+
+    def push(self, data: bytes, max_samples: int | None) -> bytes:
+        """Decode the stream's next bytes; returns the audio they complete."""
+        if self.failed:
+            return b""
+        with self._condition:
+            self._pcm.cap = max_samples
+        self._pipe.write(data)
+        return self._collect(lambda: self._pipe.idle or self._done)
+
+    def finish(self, max_samples: int | None) -> bytes:
+        """The stream is over: decode what FFmpeg still holds, then end the thread."""
+        if self.failed:
+            self.close()
+            return b""
+        with self._condition:
+            self._pcm.cap = max_samples
+        self._pipe.close()
+        return self._collect(lambda: self._done)
+
+    def close(self, wait: bool = True) -> None:
+        """End the thread without waiting for its audio."""
+        self.failed = True
+        self._pipe.close()
+        if wait:
+            self._thread.join(timeout=STREAM_DECODE_SECS)
+
+    def _collect(self, ready) -> bytes:
+        with self._condition:
+            if not self._condition.wait_for(ready, timeout=STREAM_DECODE_SECS):
+                self._error = AudioDecodeError(f"decoding the {self.kind} stream took too long")
+            if self._pipe.overrun:
+                self._error = AudioDecodeError(f"no audio in {STREAM_PENDING_BYTES} bytes")
+            error = self._error
+            pcm = self._pcm.take()
+        if error is not None:
+            self.close()
+            if isinstance(error, AudioBudgetExceeded):
+                raise error
+            raise AudioDecodeError(f"could not decode {self.kind} audio: {error}") from error
+        return pcm
+
+    def _run(self) -> None:
+        try:
+            with av.open(
+                self._pipe, mode="r", format=_FFMPEG_FORMAT[self.kind], options=_PROBE_OPTIONS
+            ) as container:
+                if not container.streams.audio:
+                    raise AudioDecodeError(f"the {self.kind} data has no audio track")
+                for packet in container.demux(container.streams.audio[0]):
+                    for frame in packet.decode():
+                        self._add(frame)
+            self._add(None)
+        except Exception as e:  # reported to the client by the next push, never raised here
+            self._error = e
+        finally:
+            with self._condition:
+                self._done = True
+                self._condition.notify_all()
+
+    def _add(self, frame: av.AudioFrame | None) -> None:
+        with self._condition:
+            if self.failed:
+                raise AudioDecodeError("stream closed")
+            self._pcm.add(frame)
+            if self._pcm.data:
+                self._pipe.unproductive = 0
 
 
 class ClientAudioDecoder:
     """Decodes one client's audio messages into mono 16-bit PCM at `target_rate`.
 
+    Each binary message is raw PCM, a whole file (WAV, FLAC, M4A, or a WebM/Ogg/MP3/AAC
+    recording), or the continuation of the WebM/Ogg/MP3/AAC stream the client opened with a
+    header: a message continues that stream when it follows the container's framing (pages,
+    frames, elements). A stream ends at its own end (Ogg end-of-stream page, end of a WebM
+    Segment of known size), at a new container header, or at a message that does not continue
+    it, which is then read afresh: raw PCM is never appended to a container.
+
+    `max_samples` bounds a message's decoded audio: past it, decoding stops and
+    `AudioBudgetExceeded` is raised (a stream is then dropped until a new header). Call `close()`
+    when the session ends, to stop a stream's decoding thread.
+
     Example::
 
         decoder = ClientAudioDecoder(target_rate=16000)
-        pcm = decoder.decode(message)        # raw PCM, a whole file, or a recorder chunk
+        pcm = decoder.decode(message, max_samples=16000 * 120)
+        ...
+        decoder.close()
     """
 
     def __init__(self, target_rate: int = 16000):
@@ -116,6 +269,7 @@ class ClientAudioDecoder:
         self._pcm_resampler: soxr.ResampleStream | None = None
         self._odd_byte = b""
         self._stream: _ContainerStream | None = None
+        self._lock = threading.Lock()  # close() from the session's end waits for a decode
 
     @property
     def pcm_rate(self) -> int:
@@ -132,54 +286,92 @@ class ClientAudioDecoder:
             else soxr.ResampleStream(rate, self.target_rate, 1, dtype="int16")
         )
 
-    def decode(self, data: bytes) -> bytes:
+    def decode(self, data: bytes, max_samples: int | None = None) -> bytes:
         """Decode one binary message; returns the new PCM (possibly empty, e.g. a bare header)."""
-        kind = detect_container(data)
-        if kind is not None:
-            self._stream = _ContainerStream(kind)
-        elif self._stream is None or self._stream.kind not in STREAMABLE:
-            self._stream = None
-            return self._raw_pcm(data)
-        self._stream.data.extend(data)
-        pcm = self._decode_new(self._stream)
-        if self._stream.kind not in STREAMABLE:
-            self._stream = None  # a whole file: the next raw message is PCM again
-        return pcm
+        with self._lock:
+            return self._decode(data, max_samples)
 
-    def _raw_pcm(self, data: bytes) -> bytes:
+    def close(self) -> str | None:
+        """End the open stream, if any, and its thread; returns the kind of stream closed."""
+        with self._lock:
+            return self._close_stream()
+
+    def __del__(self) -> None:
+        """A decoder dropped without `close()` still ends its stream's thread."""
+        if getattr(self, "_stream", None) is not None:
+            self._stream.close(wait=False)
+
+    def _close_stream(self) -> str | None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return None
+        stream.close()
+        return stream.kind
+
+    def _decode(self, data: bytes, max_samples: int | None) -> bytes:
+        parts: list[bytes] = []
+
+        def left() -> int | None:
+            return None if max_samples is None else max_samples - sum(map(len, parts)) // 2
+
+        while data:
+            if self._stream is None:
+                kind = detect_container(data)
+                if kind is None:
+                    parts.append(self._raw_pcm(data, left()))
+                    break
+                if kind == "mp4 fragment":  # Safari's MediaRecorder: never mistaken for PCM
+                    raise AudioDecodeError("fragmented MP4 chunks are not supported: send WebM or Ogg chunks")
+                if kind not in STREAMABLE:
+                    parts.append(self._decode_file(kind, data, left()))
+                    break
+                self._stream = _ContainerStream(kind, self.target_rate)
+            stream = self._stream
+            try:
+                taken = stream.framing.feed(data)
+            except FramingError as e:
+                self._close_stream()
+                raise AudioDecodeError(f"could not decode {stream.kind} audio: {e}") from None
+            try:
+                if taken:
+                    parts.append(stream.push(data[:taken], left()))
+                if stream.framing.ended:
+                    self._stream = None
+                    parts.append(stream.finish(left()))
+            except AudioDecodeError:
+                if stream.framing.ended:
+                    self._stream = None
+                raise
+            data = data[taken:]
+        return b"".join(parts)
+
+    def _raw_pcm(self, data: bytes, max_samples: int | None) -> bytes:
         data = self._odd_byte + data
         cut = len(data) - len(data) % 2
+        if max_samples is not None and cut // 2 * self.target_rate / self._pcm_rate > max_samples + 1:
+            raise AudioBudgetExceeded(max_samples / self.target_rate)
         data, self._odd_byte = data[:cut], data[cut:]
         if self._pcm_resampler is None or not data:
             return data
         samples = np.frombuffer(data, dtype=np.int16)
         return self._pcm_resampler.resample_chunk(samples).tobytes()
 
-    def _decode_new(self, stream: _ContainerStream) -> bytes:
-        samples = self._decode_all(stream)
-        new = samples[stream.emitted_samples :]
-        stream.emitted_samples = max(stream.emitted_samples, samples.size)
-        return new.tobytes()
-
-    def _decode_all(self, stream: _ContainerStream) -> np.ndarray:
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=self.target_rate)
-        chunks: list[np.ndarray] = []
+    def _decode_file(self, kind: str, data: bytes, max_samples: int | None) -> bytes:
+        pcm = _Pcm(self.target_rate)
+        pcm.cap = max_samples
         try:
-            with av.open(io.BytesIO(bytes(stream.data)), mode="r") as container:
+            with av.open(io.BytesIO(data), mode="r") as container:
                 if not container.streams.audio:
-                    raise AudioDecodeError(f"the {stream.kind} data has no audio track")
-                audio = container.streams.audio[0]
+                    raise AudioDecodeError(f"the {kind} data has no audio track")
                 try:
-                    for packet in container.demux(audio):
+                    for packet in container.demux(container.streams.audio[0]):
                         for frame in packet.decode():
-                            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+                            pcm.add(frame)
                 except av.error.FFmpegError:
-                    if not chunks and stream.kind not in STREAMABLE:
+                    if not pcm.data:
                         raise
-                    # A recorder chunk may end mid-packet: keep what decoded, the rest comes later.
-            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+                    # A truncated file: keep what decoded.
+            pcm.add(None)
         except av.error.FFmpegError as e:
-            if stream.kind in STREAMABLE and len(stream.data) < STREAM_PROBE_BYTES:
-                return np.zeros(0, dtype=np.int16)  # too early to tell: wait for more chunks
-            raise AudioDecodeError(f"could not decode {stream.kind} audio: {e}") from e
-        return np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, dtype=np.int16)
+            raise AudioDecodeError(f"could not decode {kind} audio: {e}") from e
+        return pcm.take()

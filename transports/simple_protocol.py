@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from loguru import logger
 from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
@@ -30,9 +31,11 @@ from processors.frames import (
     TurnMetricsMessageFrame,
 )
 from transports.audio_budget import BURST_SECS, AudioBudget
-from transports.audio_decoder import AudioDecodeError, ClientAudioDecoder
+from transports.audio_decoder import AudioBudgetExceeded, AudioDecodeError, ClientAudioDecoder
 
 MAX_TEXT_CHARS = 4000
+# A JSON command is a few dozen bytes; anything this large is refused before it is parsed.
+MAX_JSON_BYTES = 64 * 1024
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -85,6 +88,8 @@ class SimpleProtocolSerializer(FrameSerializer):
     async def deserialize(self, data: str | bytes) -> Frame | None:
         if isinstance(data, bytes):
             return await self._audio(data)
+        if len(data) > MAX_JSON_BYTES or len(data.encode()) > MAX_JSON_BYTES:
+            return _error("message_too_large", f"a JSON message may be at most {MAX_JSON_BYTES} bytes")
         try:
             message = json.loads(data)
         except json.JSONDecodeError as e:
@@ -94,8 +99,12 @@ class SimpleProtocolSerializer(FrameSerializer):
         return self._command(message)
 
     async def _audio(self, data: bytes) -> Frame | None:
+        # Decoding stops as soon as the audio passes what the budget still allows.
+        max_samples = int(self._budget.remaining() * self._pipeline_rate)
         try:
-            pcm = await asyncio.to_thread(self._decoder.decode, data)
+            pcm = await asyncio.to_thread(self._decoder.decode, data, max_samples)
+        except AudioBudgetExceeded as e:
+            return _error("audio_too_fast", f"{e} (at most {BURST_SECS:g}s ahead; nothing of it was used)")
         except AudioDecodeError as e:
             return _error("bad_audio", str(e))
         if not pcm:
@@ -105,6 +114,13 @@ class SimpleProtocolSerializer(FrameSerializer):
                 "audio_too_fast", f"audio is arriving faster than real time (over {BURST_SECS:g}s ahead)"
             )
         return InputAudioRawFrame(audio=pcm, sample_rate=self._pipeline_rate, num_channels=1)
+
+    async def cleanup(self) -> None:
+        """The session is over: stop the decoder's stream thread, if one is open."""
+        await super().cleanup()
+        kind = await asyncio.to_thread(self._decoder.close)
+        if kind:
+            logger.debug(f"Session {self.session_id}: closed its open {kind} audio stream")
 
     def _command(self, message: dict) -> Frame | None:
         kind = message["type"]

@@ -13,6 +13,16 @@ from transports.closing_websocket import ClosingWebSocket
 CLOSE_HANDSHAKE_SECS = 0.5  # Pipecat's default wait for the peer to acknowledge our close
 
 
+class SessionWebsocketTransport(FastAPIWebsocketTransport):
+    """Pipecat's FastAPI transport, which also cleans up its serializer when the session ends
+    (Pipecat never does: a serializer holding a resource, like a decoding thread, would leak it)."""
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        if self._params.serializer is not None:
+            await self._params.serializer.cleanup()
+
+
 def websocket_transport(
     websocket: WebSocket,
     serializer: FrameSerializer,
@@ -28,7 +38,7 @@ def websocket_transport(
     `before_close` runs first, for at most `before_close_secs`: Pipecat bounds the whole close
     (0.5 s by default) and would otherwise drop the connection without a close frame.
     """
-    return FastAPIWebsocketTransport(
+    return SessionWebsocketTransport(
         ClosingWebSocket(websocket, close_reason, before_close=before_close),
         FastAPIWebsocketParams(
             audio_in_enabled=True,

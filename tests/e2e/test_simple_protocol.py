@@ -13,7 +13,7 @@ from processors.moonshine_stt import MoonshineTranscriber
 from tests.fakes.deepgram_server import FakeDeepgramServer
 from tests.fakes.openai_server import LLMBehaviour
 from tests.support.audio_files import FORMATS, encode
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, fake_services_env
 from tests.support.speech import silence_pcm16, speech_pcm16, word_error_rate
 
 QUESTION = "What is the capital of France?"
@@ -41,13 +41,7 @@ def offline_stt_server(llm):
 
 @pytest.fixture(scope="module")
 def deepgram_server(llm, deepgram):
-    env = {
-        **BASE_ENV,
-        "OPENAI_BASE_URL": llm.base_url,
-        "DEEPGRAM_API_KEY": "test-key",
-        "DEEPGRAM_BASE_URL": deepgram.base_url,
-    }
-    server = ServerProcess(env=env).start()
+    server = ServerProcess(env={**BASE_ENV, **fake_services_env(deepgram.base_url, llm.base_url)}).start()
     yield server
     server.stop()
 

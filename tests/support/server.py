@@ -15,11 +15,18 @@ from pathlib import Path
 
 from pipeline.settings import OWNED_PREFIXES
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
 # Lines that must never appear in a clean session's log.
 UNCLEAN_LOG = re.compile(
     r"Traceback|CancelledError|exception was never retrieved|dangling task|Task was destroyed",
     re.IGNORECASE,
 )
+
+
+def fake_services_env(deepgram_url: str, openai_url: str) -> dict[str, str]:
+    """The settings that point the server at the Deepgram and OpenAI fakes."""
+    return {"DEEPGRAM_API_KEY": "test-key", "DEEPGRAM_BASE_URL": deepgram_url, "OPENAI_BASE_URL": openai_url}
 
 
 def free_port() -> int:
@@ -50,7 +57,9 @@ class ServerProcess:
         self._workdir = tempfile.TemporaryDirectory(prefix="voicebot-test-")
         self.log_path = Path(self._workdir.name) / "server.log"
         keep = {k: v for k, v in os.environ.items() if not k.startswith(OWNED_PREFIXES)}
-        self._env = {**keep, "VOICEBOT_LOG_LEVEL": "DEBUG", **(env or {})}
+        # The code under test, not whatever checkout the venv's editable install points at.
+        path = os.pathsep.join(p for p in (str(PROJECT_ROOT), keep.get("PYTHONPATH")) if p)
+        self._env = {**keep, "PYTHONPATH": path, "VOICEBOT_LOG_LEVEL": "DEBUG", **(env or {})}
         self._startup_timeout = startup_timeout
         self._args = args
         self._process: subprocess.Popen | None = None
@@ -73,6 +82,12 @@ class ServerProcess:
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"server did not become healthy:\n{self.log()}")
+
+    @property
+    def pid(self) -> int:
+        """The server process (for its RSS and CPU time under /proc)."""
+        assert self._process is not None
+        return self._process.pid
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
