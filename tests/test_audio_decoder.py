@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 
@@ -249,3 +250,26 @@ def test_close_ends_the_stream_thread():
     assert decoder.close() == "webm"
     assert not thread.is_alive()
     assert decoder.close() is None
+
+
+def wav_claiming(rate: int, data_bytes: int) -> bytes:
+    """A 16-bit mono WAV whose header claims `rate` Hz."""
+    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1,
+                         rate, rate * 2, 2, 16, b"data", data_bytes)  # fmt: skip
+    return header + bytes(data_bytes)
+
+
+def test_a_recording_at_an_absurd_sample_rate_is_refused_before_resampling():
+    # 65,536 samples "at 1 Hz" would be resampled to a billion samples (found in review: +1 GB).
+    with pytest.raises(AudioDecodeError, match="unsupported sample rate 1 Hz"):
+        ClientAudioDecoder(16000).decode(wav_claiming(1, 131072), max_samples=16000 * 120)
+    assert len(ClientAudioDecoder(16000).decode(wav_claiming(8000, 16000))) == 32000  # 1 s at 8 kHz
+
+
+def test_a_webm_of_tiny_elements_is_refused_after_a_bounded_amount_of_parsing():
+    # An EBML header then 2-byte Void elements: millions of Python loop turns for no audio.
+    flood = b"\x1a\x45\xdf\xa3\x80" + b"\xec\x80" * (2**20)
+    started = time.process_time()
+    with pytest.raises(AudioDecodeError, match="container units"):
+        ClientAudioDecoder(16000).decode(flood, max_samples=16000 * 120)
+    assert time.process_time() - started < 1.0, "parsing stopped early"

@@ -46,6 +46,8 @@ STREAMABLE = {"webm", "ogg", "mp3", "aac"}
 # A stream whose last this many bytes produced no audio is reported as undecodable: it bounds
 # what FFmpeg buffers (an Ogg page is at most 64 KiB, a WebM block or an MP3 frame far less).
 STREAM_PENDING_BYTES = 256 * 1024
+# Sample rates real recordings use; anything else is refused before it reaches a resampler.
+MIN_SOURCE_RATE, MAX_SOURCE_RATE = 8000, 192000
 # How long one message's share of a stream may take to decode before the stream is given up.
 STREAM_DECODE_SECS = 10.0
 _FFMPEG_FORMAT = {"webm": "matroska", "ogg": "ogg", "mp3": "mp3", "aac": "aac"}
@@ -94,7 +96,15 @@ class _Pcm:
         self.cap: int | None = None
 
     def add(self, frame: av.AudioFrame | None) -> None:
-        """Add a decoded frame (None: flush what the resampler holds back)."""
+        """Add a decoded frame (None: flush what the resampler holds back). The frame's rate and
+        its size after resampling are checked first: a header claiming 1 Hz would otherwise make
+        FFmpeg's resampler allocate thousands of output samples per input sample."""
+        if frame is not None:
+            if not MIN_SOURCE_RATE <= frame.sample_rate <= MAX_SOURCE_RATE:
+                raise AudioDecodeError(f"unsupported sample rate {frame.sample_rate} Hz")
+            expected = frame.samples * self._rate // frame.sample_rate
+            if self.cap is not None and len(self.data) // 2 + expected > self.cap:
+                raise AudioBudgetExceeded(self.cap / self._rate)
         for out in self._resampler.resample(frame):
             if self.cap is not None and len(self.data) // 2 + out.samples > self.cap:
                 raise AudioBudgetExceeded(self.cap / self._rate)

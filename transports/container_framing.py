@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+# 120 s of audio (the most a client may send ahead of real time) is about 6,000 frames, blocks
+# or pages in any of these containers; far more units in one message is an attack on the parser.
+MAX_UNITS_PER_MESSAGE = 20_000
+
 
 class FramingError(ValueError):
     """The bytes stop following the container's framing."""
@@ -74,7 +78,7 @@ class Framing:
         self._end_after_unit = False
 
     def feed(self, data: bytes) -> int:
-        pos = 0
+        pos, units = 0, 0
         while pos < len(data) and not self.ended:
             if self._rest:
                 step = min(self._rest, len(data) - pos)
@@ -84,6 +88,9 @@ class Framing:
                 if not self._rest:
                     self.ended = self._end_after_unit or self._complete()
                 continue
+            units += 1
+            if units > MAX_UNITS_PER_MESSAGE:  # a flood of tiny elements: Python work, no audio
+                raise FramingError(f"more than {MAX_UNITS_PER_MESSAGE} container units in one message")
             head = self._head + data[pos : pos + self.HEAD_BYTES]
             try:
                 length = self._unit(head)
