@@ -8,7 +8,7 @@ handshake; it is released exactly once, whatever way the session ends.
 from __future__ import annotations
 
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,27 +29,32 @@ class RateWindow:
     def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic):
         self._limit = limit
         self._clock = clock
-        self._events: dict[str, deque[float]] = defaultdict(deque)
+        # Ordered by each client's latest event (moved to the end on every event), so clients
+        # idle for a minute sit at the front and are dropped from there: O(1) amortised.
+        self._events: OrderedDict[str, deque[float]] = OrderedDict()
 
     def allow(self, client: str) -> bool:
         """Record an event for `client` if it is within its limit; False (and nothing recorded) if not."""
         if not self._limit:
             return True
         now = self._clock()
-        events = self._events[client]
+        self._forget_idle(now)
+        events = self._events.setdefault(client, deque())
         while events and events[0] <= now - WINDOW_SECS:
             events.popleft()
         if len(events) >= self._limit:
             return False
         events.append(now)
-        self._forget_idle(now)
+        self._events.move_to_end(client)
         return True
 
     def _forget_idle(self, now: float) -> None:
         """Bound the table by the clients seen in the last minute."""
-        if len(self._events) > 1024:
-            for client in [c for c, e in self._events.items() if not e or e[-1] <= now - WINDOW_SECS]:
-                del self._events[client]
+        while self._events:
+            client, events = next(iter(self._events.items()))
+            if events and events[-1] > now - WINDOW_SECS:
+                return
+            del self._events[client]
 
 
 @dataclass

@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from ipaddress import ip_address
 from urllib.parse import urlsplit
@@ -23,7 +25,10 @@ from pipeline.settings import Settings
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # Headers a reverse proxy or tunnel adds; a private server never sees them from a local client.
-PROXY_HEADERS = ("x-forwarded-for", "x-forwarded-host", "forwarded", "x-real-ip", "cf-connecting-ip")
+PROXY_HEADERS = (
+    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "forwarded", "via",
+    "x-real-ip", "cf-connecting-ip", "true-client-ip", "x-client-ip",
+)  # fmt: skip
 PAGE_TOKEN_SECS = 30  # an anonymous page token only has to survive one page load
 CALL_TICKET_SECS = 120  # Twilio opens the stream right after fetching the TwiML
 MAX_TOKEN_CHARS = 512
@@ -46,11 +51,19 @@ def is_public(settings: Settings, bind_host: str) -> bool:
     return bind_host not in LOOPBACK_HOSTS or settings.public_url is not None
 
 
+def hostname_of(authority: str) -> str | None:
+    """The host name in a `Host` header or an origin's authority; None if it does not parse."""
+    try:
+        return urlsplit("//" + authority).hostname
+    except ValueError:  # e.g. "[" (an unterminated IPv6 literal)
+        return None
+
+
 def private_refusal(headers: Mapping[str, str]) -> str | None:
     """Why a request to a private server is not plainly local (None when it is)."""
     if any(name in headers for name in PROXY_HEADERS):
         return "this voicebot is private (bound to loopback) and refuses proxied requests"
-    if not is_loopback(urlsplit("//" + headers.get("host", "")).hostname):
+    if not is_loopback(hostname_of(headers.get("host", ""))):
         return "this voicebot is private (bound to loopback) and answers only to localhost"
     return None
 
@@ -76,7 +89,7 @@ class Tokens:
 
     def __init__(self, secret: bytes, clock: Callable[[], float] = time.time):
         self._secret = secret
-        self._clock = clock
+        self.clock = clock
         self._spent: dict[str, float] = {}
 
     def _signature(self, purpose: str, payload: str, bound: str) -> bytes:
@@ -84,7 +97,7 @@ class Tokens:
         return hmac.new(self._secret, message, hashlib.sha256).digest()
 
     def mint(self, purpose: str, lifetime: int, bound: str = "") -> str:
-        payload = f"{int(self._clock()) + lifetime}.{secrets.token_urlsafe(12)}"
+        payload = f"{int(self.clock()) + lifetime}.{secrets.token_urlsafe(12)}"
         return f"{_b64(payload.encode())}.{_b64(self._signature(purpose, payload, bound))}"
 
     def redeem(self, purpose: str, token: str, bound: str = "") -> bool:
@@ -100,7 +113,7 @@ class Tokens:
             return False
         if not hmac.compare_digest(signature, self._signature(purpose, payload, bound)):
             return False
-        now = self._clock()
+        now = self.clock()
         if now >= expires or payload in self._spent:
             return False
         self._forget_expired(now)
@@ -110,7 +123,15 @@ class Tokens:
         return True
 
     def _forget_expired(self, now: float) -> None:
-        if len(self._spent) % 1024 == 0:
+        """Drop spent nonces whose tokens have expired anyway. Tokens of one purpose are minted
+        with one lifetime, so expiry follows insertion order: drop from the front until the
+        first live one (amortised O(1) per redemption, and the table never fills up with
+        dead entries)."""
+        for payload, expires in list(itertools.islice(self._spent.items(), 64)):
+            if expires > now:
+                return
+            del self._spent[payload]
+        if len(self._spent) >= MAX_LIVE_NONCES:  # mixed lifetimes: a full sweep, rarely
             self._spent = {payload: expires for payload, expires in self._spent.items() if expires > now}
 
 
@@ -126,6 +147,7 @@ class Access:
         self.anonymous_page_tokens = settings.anonymous_page_tokens
         self.public = is_public(settings, bind_host)
         self.required = bool(self._keys) or self.public
+        self._tickets: OrderedDict[str, tuple[str, float]] = OrderedDict()  # CallSid -> ticket, expiry
 
     # --- origins --------------------------------------------------------------------------
 
@@ -134,9 +156,14 @@ class Access:
         if not origin:
             return True
         origin = origin.rstrip("/")
-        if origin in self._origins or urlsplit(origin).netloc == host:
+        try:
+            parts = urlsplit(origin)
+            hostname = parts.hostname
+        except ValueError:  # not an origin at all
+            return False
+        if origin in self._origins or parts.netloc == host:
             return True
-        return is_loopback(urlsplit(origin).hostname) and not self.required
+        return is_loopback(hostname) and not self.required
 
     # --- credentials ----------------------------------------------------------------------
 
@@ -166,8 +193,16 @@ class Access:
     # --- Twilio ---------------------------------------------------------------------------
 
     def call_ticket(self, call_sid: str, account_sid: str) -> str:
-        """A signed `<Parameter>` for the TwiML: only this call's stream can present it, once."""
-        return self.tokens.mint("twilio-stream", CALL_TICKET_SECS, f"{call_sid}|{account_sid}")
+        """A signed `<Parameter>` for the TwiML: only this call's stream can present it, once.
+        A replayed webhook gets the same ticket back, never a second session for the call."""
+        now = self.tokens.clock()
+        while self._tickets and next(iter(self._tickets.values()))[1] <= now:
+            self._tickets.popitem(last=False)
+        issued = self._tickets.get(call_sid)
+        if issued is None:
+            ticket = self.tokens.mint("twilio-stream", CALL_TICKET_SECS, f"{call_sid}|{account_sid}")
+            issued = self._tickets[call_sid] = (ticket, now + CALL_TICKET_SECS)
+        return issued[0]
 
     def call_ticket_valid(self, ticket: str, call_sid: str, account_sid: str) -> bool:
         return self.tokens.redeem("twilio-stream", ticket, f"{call_sid}|{account_sid}")

@@ -8,7 +8,9 @@ from the right, since anything further left was written by the client and may be
 from __future__ import annotations
 
 from collections.abc import Mapping
-from ipaddress import IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+
+from starlette.datastructures import Headers
 
 Networks = list[IPv4Network | IPv6Network]
 UNKNOWN_CLIENT = "unknown"
@@ -23,13 +25,29 @@ def _trusted(address: str, proxies: Networks) -> bool:
     return any(ip in network for network in proxies)
 
 
-def client_address(peer: str | None, headers: Mapping[str, str], proxies: Networks) -> str:
+def client_key(address: str) -> str:
+    """What per-client limits count: the address, or its /64 for IPv6 (one subscriber's
+    allocation, where every address is a free new "client")."""
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return address
+    return str(ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
+
+
+def client_address(peer: str | None, headers: Headers | Mapping[str, str], proxies: Networks) -> str:
     """The client's IP address as a string (`unknown` when the transport has none)."""
     if not peer:
         return UNKNOWN_CLIENT
     if not proxies or not _trusted(peer, proxies):
         return peer
-    hops = [hop.strip() for hop in headers.get("x-forwarded-for", "").split(",")[-MAX_FORWARDED_HOPS:]]
+    # Every X-Forwarded-For line, in order: some proxies add a line instead of extending one.
+    lines = (
+        headers.getlist("x-forwarded-for")
+        if isinstance(headers, Headers)
+        else [headers.get("x-forwarded-for", "")]
+    )
+    hops = [hop.strip() for hop in ",".join(lines).split(",")[-MAX_FORWARDED_HOPS:]]
     for hop in reversed(hops):
         if not hop:
             continue

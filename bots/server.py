@@ -22,7 +22,7 @@ from starlette.requests import HTTPConnection
 
 from bots.admission import Admission, RateWindow, Refused, Slot
 from bots.auth import Access
-from bots.client_address import client_address
+from bots.client_address import client_address, client_key
 from bots.private_guard import PrivateServerGuard
 from pipeline import metrics
 from pipeline.memory import release_freed_memory
@@ -53,7 +53,10 @@ STATIC_DIR = Path(__file__).parent / "static"  # built from web/ (see README); c
 
 TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded; the client should retry later
 WEBHOOK_MAX_BYTES = 64 * 1024  # Twilio's webhook form is a few kB; anything bigger is not Twilio
-PHONES_OFF = "phone calls are off: this server is public and TWILIO_AUTH_TOKEN is not set"
+PHONES_OFF = "phone calls are off: this server requires credentials and TWILIO_AUTH_TOKEN is not set"
+# A captured upgrade signature works for every stream (Twilio signs a fixed URL), so streams not
+# yet past their ticket check may hold only a few slots, briefly.
+MAX_CALLS_CONNECTING = 4
 BUSY_TWIML = (
     '<?xml version="1.0" encoding="UTF-8"?><Response><Say>Sorry, all our lines are busy. '
     "Please call again in a few minutes.</Say><Hangup/></Response>"
@@ -174,7 +177,9 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
         app.add_middleware(PrivateServerGuard)
     proxies = trusted_networks(settings.trusted_proxies)
     page_tokens = RateWindow(settings.new_sessions_per_client_per_minute)
-    phones_off = access.public and settings.twilio_auth_token is None
+    # Credentials are required (public, or keys set) but Twilio's cannot be checked: no calls.
+    phones_off = access.required and settings.twilio_auth_token is None
+    calls_connecting = 0  # signed streams not yet past their ticket check
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def log_access_model(max_sessions: int) -> None:
@@ -261,7 +266,7 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
         if access.key_presented(request.headers) or not access.required:
             token, expires_in = access.mint_session_token(anonymous=False)
         elif access.anonymous_page_tokens and origin:
-            if not page_tokens.allow(client_of(request)):
+            if not page_tokens.allow(client_key(client_of(request))):
                 return JSONResponse(
                     {"error": "too many session tokens; try again in a minute"}, status_code=429
                 )
@@ -289,7 +294,7 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
             )
             return None
         try:
-            slot = runtime.admission.reserve(client, exempt=signed_call)
+            slot = runtime.admission.reserve(client_key(client), exempt=signed_call)
         except Refused as refused:
             metrics.SESSIONS_REFUSED.labels(path).inc()
             logger.warning(f"Refused a session on {path} from {client}: {refused.reason}")
@@ -391,16 +396,28 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
             logger.warning(f"Rejected /twilio/ws from {client_of(websocket)}: bad X-Twilio-Signature")
             await refuse_upgrade(websocket, status.HTTP_403_FORBIDDEN, "invalid Twilio signature")
             return
-        slot = await admit(websocket, signed_call=True)
-        if slot is None:
+        nonlocal calls_connecting
+        if calls_connecting >= MAX_CALLS_CONNECTING:
+            logger.warning(
+                f"Refused /twilio/ws from {client_of(websocket)}: {calls_connecting} calls connecting"
+            )
+            await refuse_upgrade(websocket, status.HTTP_429_TOO_MANY_REQUESTS, "too many calls connecting")
             return
+        calls_connecting += 1
+        connecting, slot = True, None
         try:
+            slot = await admit(websocket, signed_call=True)
+            if slot is None:
+                return
             try:
                 call = await read_handshake(websocket, settings, ticket_valid=access.call_ticket_valid)
             except TwilioProtocolError as e:
                 logger.warning(f"Closed /twilio/ws from {client_of(websocket)}: {e}")
                 await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION, str(e)[:120])
                 return
+            finally:
+                calls_connecting -= 1
+                connecting = False
             session_id = new_session_id()
             logger.info(f"Call {call.call_sid} connected (stream {call.stream_sid}) as session {session_id}")
             await run_session(
@@ -410,6 +427,9 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
                 output_sample_rate=TWILIO_SAMPLE_RATE,
             )
         finally:
-            slot.release()
+            if connecting:
+                calls_connecting -= 1
+            if slot is not None:
+                slot.release()
 
     return app

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bots.admission import Admission, Refused
-from bots.client_address import client_address
+from bots.admission import Admission, RateWindow, Refused
+from bots.client_address import client_address, client_key
 from pipeline.settings import trusted_networks
 
 
@@ -69,3 +69,23 @@ def test_the_client_address_comes_from_a_trusted_proxy_only():
     assert client_address("10.0.0.4", {}, proxies) == "10.0.0.4"
     assert client_address(None, forwarded, proxies) == "unknown"
     assert client_address("10.0.0.4", forwarded, []) == "10.0.0.4"
+
+
+def test_every_forwarded_line_counts_and_ipv6_is_counted_per_slash_64():
+    from starlette.datastructures import Headers
+
+    proxies = trusted_networks("10.0.0.0/8")
+    two_lines = Headers(raw=[(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"203.0.113.9")])
+    assert client_address("10.0.0.1", two_lines, proxies) == "203.0.113.9"  # not the forged first line
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert client_key("203.0.113.9") == "203.0.113.9"
+
+
+def test_the_rate_table_forgets_clients_idle_for_a_minute():
+    clock = Clock()
+    window = RateWindow(5, clock)
+    for n in range(10_000):
+        window.allow(f"10.0.{n // 256}.{n % 256}")
+    clock.now += 61
+    window.allow("10.9.9.9")
+    assert len(window._events) == 1

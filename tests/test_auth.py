@@ -107,3 +107,33 @@ def test_a_private_server_answers_only_plainly_local_requests():
     assert private_refusal({"host": "127.0.0.1:8000", "x-forwarded-for": "203.0.113.9"})  # ngrok
     assert private_refusal({"host": "127.0.0.1:8000", "cf-connecting-ip": "203.0.113.9"})  # cloudflared
     assert private_refusal({})
+
+
+def test_spent_tokens_are_forgotten_once_expired_so_the_table_never_locks_up(clean_env):
+    clock = Clock()
+    tokens = access("0.0.0.0", clock=clock, session_token_secs=10).tokens
+    for _ in range(3):  # many rounds of a full window of redemptions
+        for _ in range(5000):
+            assert tokens.redeem("session", tokens.mint("session", 10))
+        clock.now += 11
+    assert len(tokens._spent) <= 5000 + 64
+    assert tokens.redeem("session", tokens.mint("session", 10))
+
+
+def test_a_replayed_webhook_gets_the_same_ticket_back(clean_env):
+    clock = Clock()
+    tickets = access("0.0.0.0", clock=clock, session_secret="s")
+    call, account = "CA" + "1" * 32, "AC" + "2" * 32
+    first = tickets.call_ticket(call, account)
+    assert tickets.call_ticket(call, account) == first
+    assert tickets.call_ticket_valid(first, call, account)
+    assert not tickets.call_ticket_valid(tickets.call_ticket(call, account), call, account)
+    clock.now += 121
+    assert tickets.call_ticket(call, account) != first  # a new call attempt, much later
+
+
+def test_unparseable_hosts_and_origins_are_refused_not_crashed_on(clean_env):
+    assert private_refusal({"host": "["})
+    assert not access("0.0.0.0").origin_allowed("http://[", "bot.example")
+    assert private_refusal({"host": "127.0.0.1:8000", "via": "1.1 proxy"})
+    assert private_refusal({"host": "localhost:8000", "x-forwarded-proto": "https"})

@@ -7,7 +7,16 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from pipeline.settings import Settings
-from transports.twilio import stream_url, twiml_connect, valid_sids, webhook_url
+from transports.twilio import (
+    MAX_EVENT_BYTES,
+    TwilioCall,
+    note_mark,
+    parse_event,
+    stream_url,
+    twiml_connect,
+    valid_sids,
+    webhook_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -58,3 +67,12 @@ def test_only_twilio_shaped_ids_of_our_account_pass(clean_env):
     ):
         assert not valid_sids(Settings(), call, ours), call
     assert not valid_sids(Settings(), "CA" + "0" * 32, "AC" + "0" * 31 + "?")
+
+
+def test_odd_twilio_events_are_ignored_not_raised_on():
+    call = TwilioCall("MZ1", "CA" + "0" * 32, "AC" + "0" * 32)
+    note_mark(call, {"event": "mark", "mark": "x"})
+    assert not call.end_mark_played.is_set()
+    assert parse_event("[" * 60_000) is None
+    assert parse_event('{"event": "media"' + " " * MAX_EVENT_BYTES + "}") is None
+    assert parse_event('{"event": "stop"}') == {"event": "stop"}

@@ -94,6 +94,8 @@ class SimpleProtocolSerializer(FrameSerializer):
             message = json.loads(data)
         except json.JSONDecodeError as e:
             return _error("bad_json", f"not JSON: {e.msg} at position {e.pos}")
+        except RecursionError:  # "[[[[…": nested deeper than the parser will go
+            return _error("bad_json", "not JSON: nested too deeply")
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             return _error("bad_message", 'a message must be a JSON object with a string "type"')
         return self._command(message)

@@ -42,6 +42,9 @@ END_MARK = "voicebot-session-end"
 MARK_WAIT_SECS = 20.0  # the longest a goodbye may take to play out before we hang up anyway
 HANG_UP_TIMEOUT_SECS = 10.0
 TICKET_PARAMETER = "voicebotTicket"
+# Twilio sends `connected` and `start` as soon as the stream opens; an upgrade that says
+# nothing holds a slot, so it gets little time.
+HANDSHAKE_SECS = 5.0
 # A `media` event carries 20 ms (about 350 bytes); `start` a few kB. Bigger is not Twilio.
 MAX_EVENT_BYTES = 64 * 1024
 # Twilio streams in real time; a little jitter may bunch packets, a flood is dropped.
@@ -125,7 +128,7 @@ def parse_event(data: str | bytes) -> dict | None:
         return None
     try:
         message = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, RecursionError):
         return None
     return message if isinstance(message, dict) else None
 
@@ -134,7 +137,7 @@ TicketCheck = Callable[[str, str, str], bool]  # (ticket, call_sid, account_sid)
 
 
 async def read_handshake(
-    websocket: WebSocket, settings: Settings, *, ticket_valid: TicketCheck, timeout: float = 10.0
+    websocket: WebSocket, settings: Settings, *, ticket_valid: TicketCheck, timeout: float = HANDSHAKE_SECS
 ) -> TwilioCall:
     """Read `connected` (optional) and `start`; the start must name a real-format call of our
     account and carry the ticket our TwiML gave that call. Anything else is a protocol error."""
@@ -231,7 +234,8 @@ class CallSerializer(TwilioFrameSerializer):
 
 
 def note_mark(call: TwilioCall, message: dict) -> None:
-    if (message.get("mark") or {}).get("name") == END_MARK:
+    mark = message.get("mark")
+    if isinstance(mark, dict) and mark.get("name") == END_MARK:
         call.end_mark_played.set()
 
 
