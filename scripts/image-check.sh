@@ -6,6 +6,7 @@
 # (`podman run` cannot set rlimits in some sandboxes; this needs no container runtime).
 #   IMAGE=name:tag   the image to check (default voicebot:VERSION)
 #   PYTHON=path      the interpreter for the check (default .venv/bin/python: `make setup`)
+#   LOG=path         where the server's log is kept (default /tmp/voicebot-image-check.log)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,4 +36,4 @@ echo "image-check: $image, $(buildah images --format '{{.Size}}' "$image" | head
 # --kill-child: whatever the check leaves running dies with it.
 unshare --net --mount --pid --fork --kill-child \
   "$python" scripts/image_check.py --rootfs "$rootfs" --image "$workdir/image.json" \
-  --manifest deploy/k8s/deployment.yaml --log "$workdir/server.log"
+  --manifest deploy/k8s/deployment.yaml --log "${LOG:-/tmp/voicebot-image-check.log}"

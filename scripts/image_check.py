@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from bots.call import SimpleClient  # noqa: E402
 from tests.fakes.deepgram_server import FakeDeepgramServer  # noqa: E402
+from tests.support.server import UNCLEAN_LOG  # noqa: E402
 from tests.support.speech import speech_pcm16, word_error_rate  # noqa: E402
 
 QUESTION = "What is the capital of France?"
@@ -182,6 +183,22 @@ def embedded_stt_runs(root: Path, config: dict, plan: PodPlan, log: Path) -> boo
     return code == 0
 
 
+def log_problems(log: Path) -> tuple[list[str], list[str]]:
+    """The server log's errors (and tracebacks), and its warnings, as messages."""
+    errors, warnings = [], []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)["record"]
+            level, message = record["level"]["name"], record["message"]
+        except (ValueError, KeyError, TypeError):
+            level, message = ("ERROR" if UNCLEAN_LOG.search(line) else "OTHER"), line
+        if level in ("ERROR", "CRITICAL") or UNCLEAN_LOG.search(message):
+            errors.append(message)
+        elif level == "WARNING" or "[W:" in message:
+            warnings.append(message)
+    return errors, warnings
+
+
 def get(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
@@ -289,6 +306,10 @@ def main() -> int:
             process.kill()
         if fake_deepgram is not None:
             fake_deepgram.stop()
+    errors, warnings = log_problems(args.log)
+    for warning in warnings:
+        print(f"image-check: the server warned: {warning.strip()[:200]}")
+    assert not errors, f"errors in the server log ({args.log}): {errors}"
     for path in plan.writable:
         written = sorted(str(p.relative_to(root)) for p in (root / path.lstrip("/")).rglob("*"))
         print(f"image-check: left in {path}: {written or 'nothing'}")
