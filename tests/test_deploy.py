@@ -3,6 +3,7 @@ with the server and with what `make image-check` ran (no image is built here).""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -149,3 +150,22 @@ def test_the_deployment_sets_the_proxy_settings_once_the_server_has_them(name):
     if name not in _setting_names():
         pytest.skip(f"{name} is not a setting on this branch yet")
     assert name in {item["name"] for item in container()["env"]}
+
+
+def test_image_check_runs_the_image_with_the_deployments_settings():
+    """`make image-check` takes user, read-only root, writable paths and env from the manifest."""
+    spec = importlib.util.spec_from_file_location("image_check", ROOT / "scripts" / "image_check.py")
+    image_check = sys.modules.setdefault("image_check", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(image_check)
+    plan = image_check.pod_plan(ROOT / "deploy" / "k8s" / "deployment.yaml")
+    assert (plan.uid, plan.gid, plan.read_only_root, plan.no_new_privs) == (UID, UID, True, True)
+    assert set(plan.writable) == {mount["mountPath"] for mount in container()["volumeMounts"]}
+    optional = {
+        item["name"]
+        for item in container()["env"]
+        if item.get("valueFrom", {}).get("secretKeyRef", {}).get("optional")
+        and item["valueFrom"]["secretKeyRef"]["key"] != "api-keys"
+    }
+    assert set(plan.env) == {item["name"] for item in container()["env"]} - optional
+    pre_stop = float(container()["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert plan.drain_budget == pod_spec()["terminationGracePeriodSeconds"] - pre_stop
