@@ -41,8 +41,11 @@ COPY --from=build /opt/voicebot /opt/voicebot
 # the app writes only to TMPDIR (the llama.cpp server's log), an emptyDir in deploy/k8s/.
 USER 10001:10001
 WORKDIR /home/voicebot
+# ORT_DISABLE_TELEMETRY: onnxruntime (1.29 and later, for Piper and Silero) otherwise writes a
+# device id under HOME and uploads usage events over HTTPS; an offline voice bot sends nothing.
 ENV PATH=/opt/voicebot/bin:$PATH \
     HOME=/home/voicebot \
+    ORT_DISABLE_TELEMETRY=1 \
     TMPDIR=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -46,6 +46,11 @@ def final_stage() -> list[str]:
     return lines[last_from:]
 
 
+def image_env() -> dict[str, str]:
+    """The final stage's ENV (and any other NAME=value it sets)."""
+    return dict(re.findall(r"\b(\w+)=(\S+)", " ".join(final_stage())))
+
+
 def routed(path: str, rules: list[dict]) -> bool:
     """Whether an Ingress path rule sends `path` to the backend (Exact, or Prefix by element)."""
     for rule in rules:
@@ -99,8 +104,7 @@ def test_the_only_writable_paths_are_emptydirs_and_tmpdir_is_one():
     volumes = {volume["name"]: volume for volume in pod_spec()["volumes"]}
     mounts = {mount["mountPath"]: volumes[mount["name"]] for mount in container()["volumeMounts"]}
     assert all("emptyDir" in volume for volume in mounts.values()), mounts
-    image_env = dict(re.findall(r"\b(\w+)=(\S+)", " ".join(final_stage())))
-    assert image_env["TMPDIR"] in mounts
+    assert image_env()["TMPDIR"] in mounts
 
 
 def test_the_image_tag_is_pinned_to_the_project_version():
@@ -118,6 +122,11 @@ def test_the_final_stage_has_the_openmp_runtime_no_compilers_and_a_numeric_non_r
     assert not {"g++", "gcc", "cmake", "build-essential"} & set(installs.split())
     users = [line.split()[1] for line in stage if line.startswith("USER ")]
     assert users and users[-1] == f"{UID}:{UID}", users
+
+
+def test_the_image_turns_off_onnxruntime_telemetry():
+    """onnxruntime 1.29+ uploads usage events and writes a device id under HOME unless told not to."""
+    assert image_env().get("ORT_DISABLE_TELEMETRY") == "1"
 
 
 def test_the_public_ingress_routes_what_callers_use_and_no_status_endpoint():
