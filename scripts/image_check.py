@@ -174,9 +174,9 @@ class CannedTranscriber:
 
 
 def embedded_stt_runs(root: Path, config: dict, plan: PodPlan, log: Path) -> bool:
-    """Whether the image's Moonshine loads on this CPU (moonshine-cpp 0.1.4's libmoonshine.so is
-    built with AVX-512 instructions: on a CPU without them it dies with SIGILL)."""
-    probe = "import moonshine_cpp; moonshine_cpp.MoonshineModel(language='en')"
+    """Whether the image's offline STT loads here, as the server loads it (moonshine-cpp 0.1.4's
+    libmoonshine.so is built with AVX-512 instructions: on a CPU without them it dies with SIGILL)."""
+    probe = "from processors.moonshine_stt import MoonshineTranscriber; MoonshineTranscriber()"
     code = start(root, config, plan, log, ["python", "-c", probe]).wait(timeout=120)
     if code not in (0, -signal.SIGILL):
         raise AssertionError(f"loading the embedded STT failed with status {code}: {log.read_text()[-2000:]}")
@@ -286,8 +286,8 @@ def main() -> int:
             "DEEPGRAM_API_KEY": fake_deepgram.behaviour.api_key, "DEEPGRAM_BASE_URL": fake_deepgram.base_url,
         }  # fmt: skip
         print(
-            "image-check: WARNING: the image's embedded STT (moonshine-cpp, built with AVX-512) dies "
-            "with SIGILL on this CPU; the session's speech goes to a loopback fake Deepgram instead"
+            "image-check: WARNING: the image's offline STT dies with SIGILL on this CPU (moonshine-cpp's "
+            "libmoonshine.so uses AVX-512); the session's speech goes to a loopback fake Deepgram instead"
         )
     base = f"http://127.0.0.1:{plan.port}"
     started = time.monotonic()
