@@ -7,6 +7,7 @@
 #   IMAGE=name:tag   the image to check (default voicebot:VERSION)
 #   PYTHON=path      the interpreter for the check (default .venv/bin/python: `make setup`)
 #   LOG=path         where the server's log is kept (default /tmp/voicebot-image-check.log)
+#   MANIFEST=path    the Deployment to run it as (default deploy/k8s/deployment.yaml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,4 +37,4 @@ echo "image-check: $image, $(buildah images --format '{{.Size}}' "$image" | head
 # --kill-child: whatever the check leaves running dies with it.
 unshare --net --mount --pid --fork --kill-child \
   "$python" scripts/image_check.py --rootfs "$rootfs" --image "$workdir/image.json" \
-  --manifest deploy/k8s/deployment.yaml --log "${LOG:-/tmp/voicebot-image-check.log}"
+  --manifest "${MANIFEST:-deploy/k8s/deployment.yaml}" --log "${LOG:-/tmp/voicebot-image-check.log}"
