@@ -34,7 +34,8 @@ rootfs=$(buildah mount "$container")
 buildah inspect --type image "$image" >"$workdir/image.json"
 echo "image-check: $image, $(buildah images --format '{{.Size}}' "$image" | head -n 1)"
 
-# --kill-child: whatever the check leaves running dies with it.
-unshare --net --mount --pid --fork --kill-child \
+# --kill-child: whatever the check leaves running dies with it. Its mounts are private to its
+# namespace and go with it; the mount points it makes (TMPDIR) are removed with $workdir.
+TMPDIR=$workdir unshare --net --mount --pid --fork --kill-child \
   "$python" scripts/image_check.py --rootfs "$rootfs" --image "$workdir/image.json" \
   --manifest "${MANIFEST:-deploy/k8s/deployment.yaml}" --log "${LOG:-/tmp/voicebot-image-check.log}"
