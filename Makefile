@@ -10,7 +10,7 @@ LOCAL_STAMP := $(VENV)/.voicebot-local-installed
 # VMs whose CPU advertises them; a portable AVX2 build is safe everywhere and fast enough.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: setup system-deps test-deps run local test lint web bundle-check bench clean
+.PHONY: setup system-deps test-deps run local test lint web bundle-check bench image image-check clean
 
 setup: system-deps $(STAMP)
 
@@ -57,6 +57,18 @@ bundle-check: web
 # Our server and a plain Pipecat bot side by side (about 20 minutes); see bench/README.md.
 bench: setup
 	$(BIN)/python -m bench.run --sweep 10,15,20,25,30,35,40 --workers-sweep 30,40,50
+
+# The container image (README, "Container image"): `make image` builds voicebot:VERSION with
+# Docker, Podman or Buildah (on a Debian base made here when python:3.11-slim-bookworm cannot be
+# pulled); `make image-check` runs it as deploy/k8s/deployment.yaml does (non-root, read-only
+# root, no network) and checks health, a spoken session and the SIGTERM drain. Both need root.
+image:
+	@bash scripts/system-deps.sh image
+	bash scripts/image.sh
+
+image-check: setup
+	@bash scripts/system-deps.sh image
+	PYTHON=$(BIN)/python bash scripts/image-check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

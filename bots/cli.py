@@ -97,6 +97,9 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # onnxruntime (Silero, smart-turn, Moonshine, Piper) otherwise writes a device id under HOME
+    # and queues usage events for upload; a voice server has no business phoning home.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     parser = argparse.ArgumentParser(prog="voicebot", description="Real-time voice bot server.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the bot over HTTP/WebSocket")

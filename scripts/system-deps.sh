@@ -3,14 +3,20 @@
 #   system-deps.sh        what the server needs to build (cmake, g++ for llama-cpp-python)
 #   system-deps.sh local  + PortAudio headers, to build PyAudio for `voicebot local`
 #   system-deps.sh test   + Chromium (browser-page test) and PulseAudio (local-bot test)
+#   system-deps.sh image  only Buildah and debootstrap (`make image`, `make image-check`)
 set -euo pipefail
 
 need=()
 have_command() { command -v "$1" >/dev/null; }
 have_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
-have_command cmake || need+=(cmake)
-have_command g++ || need+=(g++)
+if [[ ${1:-} == image ]]; then
+  have_command buildah || need+=(buildah)
+  have_command debootstrap || need+=(debootstrap)
+else
+  have_command cmake || need+=(cmake)
+  have_command g++ || need+=(g++)
+fi
 if [[ ${1:-} == local || ${1:-} == test ]]; then
   have_package portaudio19-dev || need+=(portaudio19-dev)
 fi
