@@ -83,7 +83,9 @@ class Admission:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.max_sessions = max_sessions
-        self._max_per_client = max_per_client
+        # Never half the server or more to one address, whatever the setting: on a small server
+        # (the offline stack holds 2) one client could otherwise take every slot.
+        self._max_per_client = min(max_per_client, max(1, max_sessions // 2)) if max_per_client else 0
         self._starts = RateWindow(new_per_minute, clock)
         self._per_client: dict[str, int] = defaultdict(int)
         self.reserved = 0

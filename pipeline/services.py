@@ -20,9 +20,10 @@ Concrete = Literal["deepgram", "openai", "local"]
 
 
 # Measured on 2 cores (bench/README.md, "Capacity per stack"): the cloud stack's work is mostly
-# I/O; the embedded stack runs speech recognition, the LLM and speech synthesis on the CPU.
+# I/O; the embedded stack runs speech recognition, the LLM and speech synthesis on the CPU
+# (`python -m bench.run --offline`: 2 sessions hold, at 3 a tenth of the turns go unanswered).
 CLOUD_STACK_CAPACITY = 30
-OFFLINE_STACK_CAPACITY = 4
+OFFLINE_STACK_CAPACITY = 2
 
 
 @dataclass(frozen=True)

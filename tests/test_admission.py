@@ -89,3 +89,11 @@ def test_the_rate_table_forgets_clients_idle_for_a_minute():
     clock.now += 61
     window.allow("10.9.9.9")
     assert len(window._events) == 1
+
+
+def test_one_address_never_gets_half_a_small_server():
+    small = Admission(max_sessions=2, max_per_client=3, new_per_minute=0)
+    small.reserve("flood")
+    with pytest.raises(Refused, match="at most 1"):
+        small.reserve("flood")
+    small.reserve("caller")

@@ -186,7 +186,14 @@ async def test_2_anonymous_page_tokens_are_rate_limited_per_address(public_serve
 
 async def test_3_workers_on_a_public_bind_require_credentials_and_share_tokens(llm):
     server = ServerProcess(
-        env={"BOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_API_KEYS": KEY},
+        env={
+            "BOT_GREETING": "",
+            "OPENAI_BASE_URL": llm.base_url,
+            "VOICEBOT_API_KEYS": KEY,
+            "VOICEBOT_MAX_SESSIONS": "8",
+            "VOICEBOT_MAX_SESSIONS_PER_CLIENT": "0",
+            "VOICEBOT_NEW_SESSIONS_PER_CLIENT_PER_MINUTE": "0",
+        },
         host=PUBLIC,
         args=("--workers", "2"),
     ).start()

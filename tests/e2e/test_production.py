@@ -73,6 +73,7 @@ async def test_sigterm_says_goodbye_to_every_caller_then_exits_cleanly(llm, work
         "BOT_GREETING": "",
         "OPENAI_BASE_URL": llm.base_url,
         "VOICEBOT_GOODBYE": GOODBYE,
+        "VOICEBOT_MAX_SESSIONS": "4",  # three sessions at once: more than the offline stack's default
         "TWILIO_AUTH_TOKEN": "drain-token",
         "TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000001",
         "TWILIO_API_BASE_URL": twilio.base_url,
