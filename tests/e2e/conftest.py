@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.twilio import FakeTwilioAPI
 from tests.support.server import ServerProcess
 
 
@@ -23,3 +24,11 @@ def llm():
     server = FakeOpenAIServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def twilio_api():
+    """Twilio's REST API (the hang-up), one per test module; it records every hang-up."""
+    api = FakeTwilioAPI().start()
+    yield api
+    api.stop()

@@ -23,7 +23,7 @@ from websockets.exceptions import InvalidStatus
 
 from bots.call import poll_until
 from tests.fakes.openai_server import LLMBehaviour
-from tests.fakes.twilio import FakeTwilioAPI, TwilioCaller, pcm16k_to_ulaw8k, signed_form_post
+from tests.fakes.twilio import TwilioCaller, pcm16k_to_ulaw8k, signed_form_post
 from tests.support.pipecat_client import PipecatWebsocketClient
 from tests.support.server import ServerProcess
 from tests.support.speech import speech_pcm16
@@ -86,13 +86,6 @@ async def mint(server: ServerProcess, *, local: str = "127.0.0.1", **headers) ->
 async def simple_ready(url: str, **options) -> bool:
     async with connect(url, **options) as ws:
         return json.loads(await ws.recv())["type"] == "ready"
-
-
-@pytest.fixture(scope="module")
-def twilio_api():
-    api = FakeTwilioAPI().start()
-    yield api
-    api.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.fakes.openai_server import LLMBehaviour
-from tests.fakes.twilio import FakeTwilioAPI, TwilioCaller, signed_form_post
+from tests.fakes.twilio import TwilioCaller, signed_form_post
 from tests.support.server import ServerProcess
 from tests.support.speech import speech_pcm16, word_error_rate
 
@@ -20,13 +20,6 @@ ACCOUNT_SID = "AC00000000000000000000000000000001"
 QUESTION = "What is the capital of France?"
 REPLY = "Paris is the capital of France."
 GOODBYE = "Thanks for calling. Goodbye!"
-
-
-@pytest.fixture(scope="module")
-def twilio_api():
-    api = FakeTwilioAPI().start()
-    yield api
-    api.stop()
 
 
 @pytest.fixture(scope="module")
