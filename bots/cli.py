@@ -9,13 +9,8 @@ import sys
 
 from loguru import logger
 
+from bots.logging_setup import configure_logging
 from pipeline.settings import Settings, SettingsError, load_settings
-
-
-def configure_logging(level: str, log_format: str = "text") -> None:
-    """One sink on stderr at the configured level (loguru defaults to DEBUG); `json` for shippers."""
-    logger.remove()
-    logger.add(sys.stderr, level=level, serialize=log_format == "json")
 
 
 def share_with_workers(settings: Settings, host: str, port: int) -> None:

@@ -26,8 +26,9 @@ from bots.client_address import client_address, client_key
 from bots.private_guard import PrivateServerGuard
 from pipeline import metrics
 from pipeline.memory import release_freed_memory
+from pipeline.providers import Providers
 from pipeline.resources import SharedResources
-from pipeline.services import Providers, resolve_providers
+from pipeline.services import resolve_providers
 from pipeline.session import VoiceSession
 from pipeline.settings import Settings, trusted_networks
 from processors.audio_chunker import InputAudioChunker
@@ -140,7 +141,7 @@ def new_session_id() -> str:
 
 def app_from_environment() -> FastAPI:
     """App factory for worker processes (`voicebot serve --workers N`): each reads the settings."""
-    from bots.cli import configure_logging
+    from bots.logging_setup import configure_logging
     from pipeline.settings import load_settings
 
     settings = load_settings()

@@ -16,7 +16,7 @@ from loguru import logger
 from pipeline.local_llm import LocalLLMServer, bundled_model_path
 
 if TYPE_CHECKING:
-    from pipeline.services import Providers
+    from pipeline.providers import Providers
     from pipeline.settings import Settings
     from processors.moonshine_stt import MoonshineTranscriber
     from processors.piper_tts import SharedPiperVoice

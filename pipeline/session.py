@@ -32,8 +32,9 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies, default_user_
 from pipecat.workers.runner import WorkerRunner
 
 from pipeline import metrics
+from pipeline.providers import Providers
 from pipeline.resources import SharedResources
-from pipeline.services import Providers, build_llm, build_stt, build_tts, describe_failed_service
+from pipeline.services import build_llm, build_stt, build_tts, describe_failed_service
 from pipeline.settings import Settings
 from processors.client_audio_ticker import ClientAudioTicker
 from processors.frames import EndReason, EndSessionFrame, TurnMetricsMessageFrame

@@ -16,10 +16,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Provider = Literal["auto", "deepgram", "openai", "local"]
-TTSProvider = Literal["auto", "deepgram", "openai", "local"]
+SpeechProvider = Literal["auto", "deepgram", "openai", "local"]  # for STT and TTS alike
 LLMProvider = Literal["auto", "openai", "local"]
-STTProvider = Literal["auto", "deepgram", "openai", "local"]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly voice assistant talking to a person over the phone or in a browser. "
@@ -57,9 +55,9 @@ class Settings(BaseSettings):
     )
 
     # Service selection
-    stt_provider: STTProvider = Field("auto", validation_alias="STT_PROVIDER")
+    stt_provider: SpeechProvider = Field("auto", validation_alias="STT_PROVIDER")
     llm_provider: LLMProvider = Field("auto", validation_alias="LLM_PROVIDER")
-    tts_provider: TTSProvider = Field("auto", validation_alias="TTS_PROVIDER")
+    tts_provider: SpeechProvider = Field("auto", validation_alias="TTS_PROVIDER")
 
     # Deepgram
     deepgram_api_key: SecretStr | None = Field(None, validation_alias="DEEPGRAM_API_KEY")

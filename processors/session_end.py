@@ -39,10 +39,6 @@ class SessionEndProcessor(FrameProcessor):
         self._ending = False
         self._register_event_handler("on_session_ending", sync=True)
 
-    @property
-    def ending(self) -> bool:
-        return self._ending
-
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
         if isinstance(frame, EndSessionFrame):
