@@ -1,0 +1,344 @@
+"""The private insides of Pipecat and uvicorn that our code relies on, checked against what is installed.
+
+Each row of `MEMBERS` is one private member (or one member we override with a given kind) that a
+file of ours reads, writes, overrides or swaps. When an upgrade removes one or changes its kind
+(a method that became a property, an instance attribute that is gone, ...), the test names the
+member and our file that relies on it. `COPIED` fingerprints the Pipecat code we re-implement or
+skip (a forked method, a parent `__init__` we do not call), and `CALLED_BY_PIPECAT` the calls in
+Pipecat that make our overrides take effect. Upgrading Pipecat or uvicorn means re-reading each
+listed file against the new code and then updating these tables, not just the fingerprints.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import importlib
+import importlib.metadata
+import inspect
+import re
+import textwrap
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+PIPECAT_VERSION = "1.14.0"
+UVICORN_MINOR = "0.55"
+
+# Kinds of member.
+METHOD = "a method"
+ASYNC_METHOD = "an async method"
+PROPERTY = "a property"
+INSTANCE_ATTR = "an instance attribute (assigned on self)"
+CLASS = "a class"
+
+
+# Where the members live.
+SILERO_MODEL = "pipecat.audio.vad.silero:SileroOnnxModel"
+SILERO_VAD = "pipecat.audio.vad.silero:SileroVADAnalyzer"
+VAD = "pipecat.audio.vad.vad_analyzer:VADAnalyzer"
+SMART_TURN = "pipecat.audio.turn.smart_turn.local_smart_turn_v3:LocalSmartTurnAnalyzerV3"
+BASE_SMART_TURN = "pipecat.audio.turn.smart_turn.base_smart_turn:BaseSmartTurn"
+PIPER = "pipecat.services.piper.tts:PiperTTSService"
+TTS = "pipecat.services.tts_service:TTSService"
+DEEPGRAM = "pipecat.services.deepgram.stt:DeepgramSTTService"
+OPENAI = "pipecat.services.openai.llm:OpenAILLMService"
+SEGMENTED_STT = "pipecat.services.stt_service:SegmentedSTTService"
+OBSERVER = "pipecat.observers.base_observer:BaseObserver"
+PROCESSOR = "pipecat.processors.frame_processor:FrameProcessor"
+FASTAPI_TRANSPORT = "pipecat.transports.websocket.fastapi:FastAPIWebsocketTransport"
+FASTAPI_INPUT = "pipecat.transports.websocket.fastapi:FastAPIWebsocketInputTransport"
+FASTAPI_CLIENT = "pipecat.transports.websocket.fastapi:FastAPIWebsocketClient"
+UVICORN_SERVER = "uvicorn.server:Server"
+UVICORN_MULTIPROCESS = "uvicorn.supervisors.multiprocess"
+UVICORN_PROCESS = "uvicorn.supervisors.multiprocess:Process"
+UVICORN_SUPERVISOR = "uvicorn.supervisors.multiprocess:Multiprocess"
+
+# Our files that rely on them.
+SILERO_BATCHER = "processors/silero_batcher.py"
+SHARED_MODELS = "processors/shared_models.py"
+PIPER_TTS = "processors/piper_tts.py"
+DEEPGRAM_STT = "processors/deepgram_stt.py"
+RESILIENT_LLM = "processors/resilient_llm.py"
+MOONSHINE_STT = "processors/moonshine_stt.py"
+TURN_METRICS = "processors/turn_metrics.py"
+SESSION_END = "processors/session_end.py"
+WEBSOCKET_SESSION = "transports/websocket_session.py"
+CLOSING_WEBSOCKET = "transports/closing_websocket.py"
+TWILIO = "transports/twilio.py"
+DRAINING_SERVER = "bots/draining_server.py"
+
+
+class Member(NamedTuple):
+    owner: str  # "module:Class", or "module" for a module attribute
+    member: str
+    kind: str
+    our_file: str
+
+
+MEMBERS = [
+    # SileroBatcher runs SileroOnnxModel.__call__ itself, batched, on each call's model state.
+    Member(SILERO_MODEL, "_state", INSTANCE_ATTR, SILERO_BATCHER),
+    Member(SILERO_MODEL, "_context", INSTANCE_ATTR, SILERO_BATCHER),
+    Member(SILERO_MODEL, "_last_sr", INSTANCE_ATTR, SILERO_BATCHER),
+    Member(SILERO_MODEL, "_last_batch_size", INSTANCE_ATTR, SILERO_BATCHER),
+    # SharedSileroVADAnalyzer skips SileroVADAnalyzer.__init__ and sets its fields itself, and
+    # drives VADAnalyzer's state machine one window at a time from its own analyze_audio.
+    Member(SILERO_VAD, "_model", INSTANCE_ATTR, SHARED_MODELS),
+    Member(SILERO_VAD, "_windows_since_reset", INSTANCE_ATTR, SHARED_MODELS),
+    Member(SILERO_VAD, "_low_confidence_windows", INSTANCE_ATTR, SHARED_MODELS),
+    Member(SILERO_VAD, "_maybe_reset_model", METHOD, SHARED_MODELS),
+    Member(VAD, "_vad_state", INSTANCE_ATTR, SHARED_MODELS),
+    Member(VAD, "_vad_buffer", INSTANCE_ATTR, SHARED_MODELS),
+    Member(VAD, "_vad_frames_num_bytes", INSTANCE_ATTR, SHARED_MODELS),
+    Member(VAD, "_run_analyzer", METHOD, SHARED_MODELS),
+    # SharedSmartTurnAnalyzer skips LocalSmartTurnAnalyzerV3.__init__, sets _log_data, and
+    # replaces the session (an instance attribute there) and the executor with properties.
+    Member(SMART_TURN, "_log_data", INSTANCE_ATTR, SHARED_MODELS),
+    Member(SMART_TURN, "_session", INSTANCE_ATTR, SHARED_MODELS),
+    Member(BASE_SMART_TURN, "_model_executor", PROPERTY, SHARED_MODELS),
+    # SharedPiperTTSService skips PiperTTSService.__init__ and sets the (shared) voice itself.
+    Member(PIPER, "_voice", INSTANCE_ATTR, PIPER_TTS),
+    # ResilientDeepgramSTTService forks the connection handler and hooks message/error callbacks.
+    Member(DEEPGRAM, "_connection", INSTANCE_ATTR, DEEPGRAM_STT),
+    Member(DEEPGRAM, "_client", INSTANCE_ATTR, DEEPGRAM_STT),
+    Member(DEEPGRAM, "_connection_settled", INSTANCE_ATTR, DEEPGRAM_STT),
+    Member(DEEPGRAM, "_connection_handler", ASYNC_METHOD, DEEPGRAM_STT),
+    Member(DEEPGRAM, "_on_message", ASYNC_METHOD, DEEPGRAM_STT),
+    Member(DEEPGRAM, "_on_error", ASYNC_METHOD, DEEPGRAM_STT),
+    Member(DEEPGRAM, "_keepalive_handler", ASYNC_METHOD, DEEPGRAM_STT),
+    Member(DEEPGRAM, "_build_connect_kwargs", METHOD, DEEPGRAM_STT),
+    # ResilientOpenAILLMService wraps one completion (retry, apology) and notes when text was spoken.
+    Member(OPENAI, "_process_context", ASYNC_METHOD, RESILIENT_LLM),
+    Member(OPENAI, "_push_llm_text", ASYNC_METHOD, RESILIENT_LLM),
+    # MoonshineSTTService labels its transcripts with the speaking user.
+    Member(SEGMENTED_STT, "_user_id", INSTANCE_ATTR, MOONSHINE_STT),
+    # Our observer and processor declare and fire events of their own.
+    Member(OBSERVER, "_register_event_handler", METHOD, TURN_METRICS),
+    Member(OBSERVER, "_call_event_handler", ASYNC_METHOD, TURN_METRICS),
+    Member(PROCESSOR, "_register_event_handler", METHOD, SESSION_END),
+    Member(PROCESSOR, "_call_event_handler", ASYNC_METHOD, SESSION_END),
+    # SessionWebsocketTransport cleans up the serializer it finds in the transport's params.
+    Member(FASTAPI_TRANSPORT, "_params", INSTANCE_ATTR, WEBSOCKET_SESSION),
+    # run_draining_workers swaps the module attribute uvicorn's supervisor builds workers from;
+    # DrainingWorkerProcess overrides the (public) `server` property and fills its private cache.
+    Member(UVICORN_MULTIPROCESS, "Process", CLASS, DRAINING_SERVER),
+    Member(UVICORN_PROCESS, "_server", INSTANCE_ATTR, DRAINING_SERVER),
+    Member(UVICORN_PROCESS, "server", PROPERTY, DRAINING_SERVER),
+    # DrainingServer overrides or reads these (public) members of uvicorn.Server.
+    Member(UVICORN_SERVER, "startup", ASYNC_METHOD, DRAINING_SERVER),
+    Member(UVICORN_SERVER, "handle_exit", METHOD, DRAINING_SERVER),
+    Member(UVICORN_SERVER, "started", INSTANCE_ATTR, DRAINING_SERVER),
+    Member(UVICORN_SERVER, "should_exit", INSTANCE_ATTR, DRAINING_SERVER),
+]
+
+
+class Copied(NamedTuple):
+    owner: str
+    member: str
+    fingerprint: str  # of the code, docstring and comments aside (see `_fingerprint`)
+    our_file: str
+
+
+# Code we re-implement, or skip and replace: a change to it must be carried over by hand.
+COPIED = [
+    Copied(SILERO_MODEL, "__call__", "127165a558d0", SILERO_BATCHER),
+    Copied(SILERO_MODEL, "__init__", "feaa7792ec84", SHARED_MODELS),
+    Copied(SILERO_VAD, "__init__", "2c82e971f4a6", SHARED_MODELS),
+    Copied(SMART_TURN, "__init__", "c68ca10d804a", SHARED_MODELS),
+    Copied(PIPER, "__init__", "99b380cec6bf", PIPER_TTS),
+    Copied(DEEPGRAM, "_connection_handler", "0ee66e7da4d7", DEEPGRAM_STT),
+]
+
+
+class Skipped(NamedTuple):
+    owner: str
+    base: str  # the class whose __init__ we call directly instead
+    our_file: str
+
+
+# Parents whose __init__ we skip by calling their base's: that must still be the only base.
+SKIPPED_INITS = [
+    Skipped(SILERO_VAD, VAD, SHARED_MODELS),
+    Skipped(SMART_TURN, BASE_SMART_TURN, SHARED_MODELS),
+    Skipped(PIPER, TTS, PIPER_TTS),
+]
+
+
+class Call(NamedTuple):
+    owner: str
+    member: str
+    code: str  # appears in the member's source; "a ... b": a, then later b
+    our_file: str
+
+
+NEW_WORKER = "Process(self.config, self.sockets)"
+
+# Pipecat/uvicorn code that must still call what we override or replace, or our change does nothing.
+CALLED_BY_PIPECAT = [
+    Call(VAD, "_run_analyzer", "self.voice_confidence(", SHARED_MODELS),
+    Call(BASE_SMART_TURN, "analyze_end_of_turn", "self._model_executor", SHARED_MODELS),
+    Call(SMART_TURN, "_predict_endpoint", "self._session.run(", SHARED_MODELS),
+    Call(PIPER, "run_tts", "self._voice.synthesize(text)", PIPER_TTS),
+    Call(PIPER, "run_tts", "self._voice.config.sample_rate", PIPER_TTS),
+    Call(DEEPGRAM, "_connect", "self._connection_handler()", DEEPGRAM_STT),
+    Call(OPENAI, "process_frame", "self._process_context(", RESILIENT_LLM),
+    Call(OPENAI, "_process_context", "self._push_llm_text(", RESILIENT_LLM),
+    # Pipecat closes with a bare close() (ClosingWebSocket adds 1000 and the reason), bounded by
+    # ws_close_timeout (which our before_close budget is added to), after its reader has stopped
+    # (Twilio's CallCloser reads the socket itself inside close()).
+    Call(FASTAPI_CLIENT, "disconnect", "self._websocket.close()", CLOSING_WEBSOCKET),
+    Call(FASTAPI_CLIENT, "disconnect", "timeout=self._ws_close_timeout", WEBSOCKET_SESSION),
+    Call(FASTAPI_INPUT, "_teardown", "self._stop_tasks() ... self._client.disconnect()", TWILIO),
+    Call(UVICORN_PROCESS, "target", "self.server.run(sockets)", DRAINING_SERVER),
+    Call(UVICORN_SUPERVISOR, "init_processes", NEW_WORKER, DRAINING_SERVER),
+    Call(UVICORN_SUPERVISOR, "restart_all", NEW_WORKER, DRAINING_SERVER),
+    Call(UVICORN_SUPERVISOR, "keep_subprocess_alive", NEW_WORKER, DRAINING_SERVER),
+    Call(UVICORN_SUPERVISOR, "handle_ttin", NEW_WORKER, DRAINING_SERVER),
+]
+
+RECHECK = "re-read that file against the new code, then update tests/test_pipecat_contract.py"
+
+
+def _dotted(owner: str) -> str:
+    return owner.replace(":", ".")
+
+
+def _resolve(owner: str):
+    module_name, _, class_name = owner.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name) if class_name else module
+
+
+@functools.cache
+def _class_source(klass: type) -> str:
+    try:
+        return inspect.getsource(klass)
+    except (OSError, TypeError):  # builtins
+        return ""
+
+
+def _assigned_on_self(cls: type, name: str) -> bool:
+    """Whether some class of `cls`'s MRO assigns `self.<name>` (plain or annotated) in its code."""
+    assignment = re.compile(rf"^\s*self\.{re.escape(name)}\s*(:[^=\n]+)?=(?!=)", re.MULTILINE)
+    return any(assignment.search(_class_source(klass)) for klass in cls.__mro__ if klass is not object)
+
+
+def _kind_of(owner_obj, name: str) -> str:
+    """What `name` is on the class (or module), in the words of the kinds above."""
+    try:
+        value = inspect.getattr_static(owner_obj, name)
+    except AttributeError:
+        if inspect.isclass(owner_obj) and _assigned_on_self(owner_obj, name):
+            return INSTANCE_ATTR
+        return "missing"
+    if isinstance(value, property):
+        return PROPERTY
+    if inspect.isclass(value):
+        return CLASS
+    if isinstance(value, staticmethod | classmethod):
+        value = value.__func__
+    if inspect.iscoroutinefunction(value):
+        return ASYNC_METHOD
+    if inspect.isfunction(value):
+        return METHOD
+    return f"a class-level {type(value).__name__}"
+
+
+def _fingerprint(function) -> str:
+    """A short hash of a function's code, blind to its docstring, comments and formatting
+    (`ast.unparse`, not `ast.dump`, whose output changes with the Python version)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    node = tree.body[0]
+    body = node.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+        node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.unparse(node).encode()).hexdigest()[:12]
+
+
+def test_pinned_versions():
+    pipecat_version = importlib.metadata.version("pipecat-ai")
+    uvicorn_version = importlib.metadata.version("uvicorn")
+    assert pipecat_version == PIPECAT_VERSION, (
+        f"pipecat-ai is {pipecat_version}, the private members listed in tests/test_pipecat_contract.py "
+        f"were checked against {PIPECAT_VERSION}: re-check each listed file and the list itself on upgrade"
+    )
+    assert uvicorn_version.rsplit(".", 1)[0] == UVICORN_MINOR, (
+        f"uvicorn is {uvicorn_version}, the members listed in tests/test_pipecat_contract.py were checked "
+        f"against {UVICORN_MINOR}.x: re-check bots/draining_server.py and the list on upgrade"
+    )
+
+
+def _id(entry) -> str:
+    return f"{entry.owner.rpartition(':')[2] or entry.owner}.{entry.member}"
+
+
+@pytest.mark.parametrize("entry", MEMBERS, ids=_id)
+def test_member_is_there_as_we_use_it(entry: Member):
+    owner = _resolve(entry.owner)
+    found = _kind_of(owner, entry.member)
+    assert found == entry.kind, (
+        f"{entry.our_file} relies on {_dotted(entry.owner)}.{entry.member} being {entry.kind}, "
+        f"but it is {found}; {RECHECK}"
+    )
+
+
+@pytest.mark.parametrize("entry", COPIED, ids=_id)
+def test_copied_code_is_unchanged(entry: Copied):
+    function = getattr(_resolve(entry.owner), entry.member)
+    found = _fingerprint(function)
+    assert found == entry.fingerprint, (
+        f"{_dotted(entry.owner)}.{entry.member} changed (fingerprint {found}, was {entry.fingerprint}); "
+        f"{entry.our_file} re-implements or skips it: carry the change over, {RECHECK}"
+    )
+
+
+@pytest.mark.parametrize("entry", SKIPPED_INITS, ids=lambda s: s.owner.rpartition(":")[2])
+def test_skipped_init_skips_only_its_own_class(entry: Skipped):
+    owner, base = _resolve(entry.owner), _resolve(entry.base)
+    assert owner.__bases__ == (base,), (
+        f"{entry.our_file} skips {_dotted(entry.owner)}.__init__ by calling {_dotted(entry.base)}.__init__, "
+        f"but its bases are now {owner.__bases__}: an __init__ in between would be skipped too; {RECHECK}"
+    )
+
+
+@pytest.mark.parametrize("entry", CALLED_BY_PIPECAT, ids=_id)
+def test_pipecat_still_calls_what_we_override(entry: Call):
+    source = inspect.getsource(getattr(_resolve(entry.owner), entry.member))
+    position = 0
+    for part in entry.code.split(" ... "):
+        position = source.find(part, position)
+        if position < 0:
+            break
+    assert position >= 0, (
+        f"{entry.our_file} relies on {_dotted(entry.owner)}.{entry.member} calling `{entry.code}`, "
+        f"which it no longer does; {RECHECK}"
+    )
+
+
+def test_silero_state_has_the_shape_silero_batcher_stacks():
+    """SileroBatcher concatenates every call's `_state` along axis 1 and feeds ONNX by input name."""
+    from importlib import resources
+
+    from pipecat.audio.vad.silero import SileroOnnxModel
+
+    model = SileroOnnxModel(str(resources.files("pipecat.audio.vad.data").joinpath("silero_vad.onnx")))
+    assert model._state.shape == (2, 1, 128) and model._state.dtype == np.float32, (
+        f"processors/silero_batcher.py stacks SileroOnnxModel._state as float32 [2, 1, 128]; it is now "
+        f"{model._state.dtype} {model._state.shape}; {RECHECK}"
+    )
+    assert model._context.shape == (1, 0), (
+        f"processors/silero_batcher.py expects an empty SileroOnnxModel._context [1, 0] after reset_states; "
+        f"it is {model._context.shape}; {RECHECK}"
+    )
+    assert (model._last_sr, model._last_batch_size) == (0, 0), (
+        f"processors/silero_batcher.py sets SileroOnnxModel._last_sr/_last_batch_size as ints; they start as "
+        f"{model._last_sr!r}, {model._last_batch_size!r}; {RECHECK}"
+    )
+    inputs = {i.name for i in model.session.get_inputs()}
+    assert inputs == {"input", "state", "sr"}, (
+        f"processors/silero_batcher.py feeds the bundled Silero model inputs input/state/sr; "
+        f"it takes {inputs}; {RECHECK}"
+    )
