@@ -27,3 +27,9 @@ CLIENT_INPUT_DROPPED = Counter(
     "Client messages dropped before the pipeline: oversized, audio ahead of real time, or not allowed",
     ["transport", "reason"],
 )
+
+
+def drop_client_input(transport: str, reason: str) -> None:
+    """Count a client message refused before the pipeline; returns None so a serializer's
+    `deserialize` can `return drop_client_input(...)` (none of these is worth a log line)."""
+    CLIENT_INPUT_DROPPED.labels(transport, reason).inc()

@@ -41,12 +41,17 @@ def _session_options(*, threads: int = 1, graph_optimization: bool = False) -> o
 FAST_TURN_MAX_CALLS = 4
 
 
+def bundled_vad_model_path() -> str:
+    """Pipecat's bundled Silero VAD model (never the torch-based PyPI package)."""
+    (path,) = [f for f in resources.files("pipecat.audio.vad.data").iterdir() if f.name.endswith(".onnx")]
+    return str(path)
+
+
 @functools.cache
 def silero_session() -> onnxruntime.InferenceSession:
     """The process's Silero VAD session, from the one ONNX model Pipecat's VAD package bundles."""
-    (path,) = [f for f in resources.files("pipecat.audio.vad.data").iterdir() if f.name.endswith(".onnx")]
     return onnxruntime.InferenceSession(
-        str(path), providers=["CPUExecutionProvider"], sess_options=_session_options()
+        bundled_vad_model_path(), providers=["CPUExecutionProvider"], sess_options=_session_options()
     )
 
 

@@ -320,11 +320,11 @@ def test_pipecat_still_calls_what_we_override(entry: Call):
 
 def test_silero_state_has_the_shape_silero_batcher_stacks():
     """SileroBatcher concatenates every call's `_state` along axis 1 and feeds ONNX by input name."""
-    from importlib import resources
-
     from pipecat.audio.vad.silero import SileroOnnxModel
 
-    model = SileroOnnxModel(str(resources.files("pipecat.audio.vad.data").joinpath("silero_vad.onnx")))
+    from processors.shared_models import bundled_vad_model_path
+
+    model = SileroOnnxModel(bundled_vad_model_path())
     assert model._state.shape == (2, 1, 128) and model._state.dtype == np.float32, (
         f"processors/silero_batcher.py stacks SileroOnnxModel._state as float32 [2, 1, 128]; it is now "
         f"{model._state.dtype} {model._state.shape}; {RECHECK}"

@@ -45,8 +45,7 @@ PAGE_RTVI_TYPES = {"client-ready", "disconnect-bot"}
 
 
 def dropped(reason: str) -> None:
-    """Count a client message we refuse to pass on (none of them is worth a log line)."""
-    metrics.CLIENT_INPUT_DROPPED.labels("/ws", reason).inc()
+    return metrics.drop_client_input("/ws", reason)
 
 
 class BrowserFrameSerializer(ProtobufFrameSerializer):

@@ -230,7 +230,7 @@ class CallSerializer(TwilioFrameSerializer):
 
     @staticmethod
     def _dropped(reason: str) -> None:
-        metrics.CLIENT_INPUT_DROPPED.labels(STREAM_PATH, reason).inc()
+        return metrics.drop_client_input(STREAM_PATH, reason)
 
 
 def note_mark(call: TwilioCall, message: dict) -> None:
