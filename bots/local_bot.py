@@ -148,7 +148,7 @@ def _end_on_ctrl_c(session: VoiceSession) -> None:
         pressed += 1
         if pressed == 1:
             print("\nSaying goodbye... (Ctrl-C again to quit at once)", flush=True)
-            task = loop.create_task(session.end(EndReason.CLIENT_HANGUP))
+            task = loop.create_task(session.end(EndReason.CONSOLE_STOP))
         else:
             task = loop.create_task(session.worker.cancel(reason="interrupted twice"))
         tasks.add(task)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -33,11 +34,12 @@ from pipeline.session import VoiceSession
 from pipeline.settings import Settings, trusted_networks
 from processors.audio_chunker import InputAudioChunker
 from processors.frames import EndReason
-from transports.browser import BROWSER_OUTPUT_SAMPLE_RATE, browser_transport
+from transports.browser import BROWSER_OUTPUT_SAMPLE_RATE, browser_transport, finish_browser_session
 from transports.simple_protocol import SimpleProtocolSerializer
 from transports.twilio import (
     TWILIO_SAMPLE_RATE,
     TwilioProtocolError,
+    finish_call,
     read_handshake,
     signature_is_valid,
     stream_url,
@@ -46,12 +48,14 @@ from transports.twilio import (
     valid_sids,
     webhook_url,
 )
-from transports.websocket_session import websocket_transport
+from transports.websocket_session import close_with_reason, websocket_transport
 
 SIMPLE_OUTPUT_SAMPLE_RATE = 24000
 STATIC_DIR = Path(__file__).parent / "static"  # built from web/ (see README); committed
 
 
+# A transport's last step, after the pipeline: tell the client, hang up, close (see pipeline/session.py).
+Finish = Callable[[EndReason], Awaitable[None]]
 TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded; the client should retry later
 WEBHOOK_MAX_BYTES = 64 * 1024  # Twilio's webhook form is a few kB; anything bigger is not Twilio
 PHONES_OFF = "phone calls are off: this server requires credentials and TWILIO_AUTH_TOKEN is not set"
@@ -214,17 +218,17 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
 
     async def run_session(
         websocket: WebSocket,
-        make_transport: Callable[[Callable[[], str | None]], BaseTransport],
+        transport: BaseTransport,
+        finish: Finish,
         *,
         session_id: str,
         output_sample_rate: int,
         input_processors: list[FrameProcessor] | None = None,
     ) -> None:
-        """Run one session on an accepted WebSocket until it ends (its slot is released by
-        the caller of `admit`)."""
+        """Run one session on an accepted WebSocket: the pipeline until it ends, then the
+        transport's `finish(reason)` (see "How a session ends" in pipeline/session.py). Its
+        slot is released by the caller of `admit`."""
         runtime: Runtime = app.state.runtime
-        session: VoiceSession | None = None
-        transport = make_transport(lambda: session and session.end_reason)
         session = VoiceSession.build(
             transport,
             settings=runtime.settings,
@@ -239,7 +243,7 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
         metrics.SESSIONS_STARTED.labels(websocket.url.path).inc()
         logger.info(f"Session {session_id} started on {websocket.url.path} from {client_of(websocket)}")
         try:
-            await session.run()
+            await finish(await session.run())
         finally:
             runtime.sessions.pop(session_id, None)
             await release_freed_memory()
@@ -318,7 +322,8 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
         try:
             await run_session(
                 websocket,
-                lambda close_reason: browser_transport(websocket, close_reason),
+                browser_transport(websocket),
+                partial(finish_browser_session, websocket),
                 session_id=new_session_id(),
                 output_sample_rate=BROWSER_OUTPUT_SAMPLE_RATE,
             )
@@ -338,12 +343,8 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
             await websocket.send_text(serializer.ready_message())
             await run_session(
                 websocket,
-                lambda close_reason: websocket_transport(
-                    websocket,
-                    serializer,
-                    output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE,
-                    close_reason=close_reason,
-                ),
+                websocket_transport(websocket, serializer, output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE),
+                partial(close_with_reason, websocket),  # `end` was the last message
                 session_id=session_id,
                 output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE,
                 input_processors=[InputAudioChunker()],
@@ -423,7 +424,8 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
             logger.info(f"Call {call.call_sid} connected (stream {call.stream_sid}) as session {session_id}")
             await run_session(
                 websocket,
-                lambda close_reason: twilio_transport(websocket, call, settings, close_reason),
+                twilio_transport(websocket, call),
+                partial(finish_call, websocket, call, settings),
                 session_id=session_id,
                 output_sample_rate=TWILIO_SAMPLE_RATE,
             )

@@ -1,11 +1,38 @@
 """A voice session: the one place where a session's pipeline is assembled, for any transport.
 
 transport in → VAD (Silero) → push-to-talk gate → STT → user aggregator (smart-turn) → client
-audio ticker → LLM → [idle, silence, max duration, session end] → TTS → transport out → assistant
-aggregator, run by one `PipelineWorker` and its own `WorkerRunner`. Input audio ends at the
-ticker (a tick every 0.25 s says it still flows). Our processors sit after the LLM: there they
-see client input (messages, audio ticks), LLM responses, and bot speech (pushed upstream by the
-output transport), and what they push reaches the TTS.
+audio ticker → LLM → conversation tracker → [idle, silence, max duration, session end] → TTS →
+transport out → assistant aggregator, run by one `PipelineWorker` and its own `WorkerRunner`.
+Input audio ends at the ticker (a tick every 0.25 s says it still flows). Our processors sit
+after the LLM: there they see client input (messages, audio ticks), LLM responses, and bot
+speech (pushed upstream by the output transport), and what they push reaches the TTS.
+
+How a session ends
+==================
+Two phases, each in one place.
+
+1. Inside the pipeline, deciding and speaking the end. Whatever ends a session pushes one
+   `EndSessionFrame` (processors/frames.py) with its `EndReason`:
+   - the clocks (processors/idle_timeout.py, silence_timeout.py, max_duration.py), which read
+     the session's one `ConversationState` (processors/conversation_state.py, fed by
+     processors/conversation_tracker.py);
+   - `VoiceSession.end(reason)` below, from outside (server shutdown, a broken service, the
+     local bot's Ctrl-C);
+   - the client asking to end (`ClientHangupFrame`, from a serializer: the simple protocol's
+     `hangup`, Twilio's `stop`).
+   processors/session_end.py `SessionEndProcessor` takes the first one and pushes the goodbye,
+   the `SessionEndedMessageFrame` (each serializer renders it: `end` on /ws/simple, an RTVI
+   server message on /ws, a `mark` on Twilio) and an `EndWorkerFrame` that queues behind the
+   audio, so the pipeline ends only when the goodbye has been sent. A client that is *gone*
+   (the socket dropped) gets none of that: `VoiceSession.client_gone()` ends at once.
+2. After the pipeline, finishing the connection. `VoiceSession.run()` returns the reason and
+   the route (bots/server.py) runs its transport's finish step on the socket Pipecat has let
+   go of (transports/websocket_session.py `HeldWebSocket`: Pipecat's close only records):
+   - /ws: transports/browser.py `finish_browser_session` (the page hangs up once it has played
+     the goodbye, bounded), then close 1000 + reason;
+   - /ws/simple: close 1000 + reason (`end` was the last message);
+   - Twilio: transports/twilio.py `finish_call` (Twilio's echo of the end mark: the caller heard
+     the goodbye; then the REST hang-up), then close 1000 + reason.
 """
 
 from __future__ import annotations
@@ -37,6 +64,8 @@ from pipeline.resources import SharedResources
 from pipeline.services import build_llm, build_stt, build_tts, describe_failed_service
 from pipeline.settings import Settings
 from processors.client_audio_ticker import ClientAudioTicker
+from processors.conversation_state import ConversationState
+from processors.conversation_tracker import ConversationTracker
 from processors.frames import EndReason, EndSessionFrame, TurnMetricsMessageFrame
 from processors.idle_timeout import IdleTimeoutProcessor
 from processors.max_duration import MaxDurationProcessor
@@ -56,7 +85,7 @@ class VoiceSession:
     Example::
 
         session = VoiceSession.build(transport, settings=s, providers=p, resources=r)
-        await session.run()          # returns when the session has ended
+        reason = await session.run()          # returns when the pipeline has ended
     """
 
     def __init__(self, worker: PipelineWorker, session_id: str, settings: Settings, providers: Providers):
@@ -68,6 +97,7 @@ class VoiceSession:
         self._goodbye = settings.goodbye
         self._started = time.monotonic()
         self._turns = 0
+        self._client_gone = False
 
     @classmethod
     def build(
@@ -103,6 +133,7 @@ class VoiceSession:
 
         session_end = SessionEndProcessor()
         turn_metrics = TurnMetricsObserver()
+        conversation = ConversationState()  # one per session, read by every clock
         pipeline = Pipeline(
             [
                 transport.input(),
@@ -113,8 +144,12 @@ class VoiceSession:
                 user_aggregator,
                 ClientAudioTicker(),
                 llm,
-                IdleTimeoutProcessor(timeout_secs=settings.idle_timeout_secs, goodbye=settings.goodbye),
+                ConversationTracker(conversation),
+                IdleTimeoutProcessor(
+                    state=conversation, timeout_secs=settings.idle_timeout_secs, goodbye=settings.goodbye
+                ),
                 SilenceTimeoutProcessor(
+                    state=conversation,
                     timeout_secs=settings.silence_timeout_secs,
                     prompt=settings.silence_prompt,
                     prompts=settings.silence_prompts,
@@ -189,17 +224,16 @@ class VoiceSession:
 
     async def on_client_disconnected(self, transport: BaseTransport, client) -> None:
         """Transport event handler: the peer closed the connection."""
-        await self.hang_up()
+        await self.client_gone()
 
-    async def hang_up(self) -> None:
-        """The client is gone: drop what is in flight and end the pipeline at once, gracefully.
+    async def client_gone(self) -> None:
+        """The connection dropped: drop what is in flight and end the pipeline at once, gracefully.
 
         No goodbye (nobody is listening) and no `CancelFrame`: an interruption empties the
         queues, then an `EndFrame` stops every processor in order.
         """
-        if self.end_reason is None:
-            self.end_reason = EndReason.CLIENT_HANGUP
-        await self.worker.queue_frames([InterruptionFrame(), EndFrame(reason=str(self.end_reason))])
+        self._client_gone = True  # the reason, unless an ending was already under way
+        await self.worker.queue_frames([InterruptionFrame(), EndFrame(reason=str(EndReason.CLIENT_GONE))])
 
     async def end(self, reason: EndReason) -> None:
         """End from outside the pipeline (shutdown, error): stop the bot, say goodbye, end."""
@@ -207,8 +241,8 @@ class VoiceSession:
             [InterruptionFrame(), EndSessionFrame(reason=reason, goodbye=self._goodbye)]
         )
 
-    async def run(self) -> None:
-        """Run the session to its end and log one line about it."""
+    async def run(self) -> EndReason:
+        """Run the pipeline to its end, log one line about it, and say why it ended."""
         runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
         await runner.add_workers(self.worker)
         metrics.ACTIVE_SESSIONS.inc()
@@ -217,9 +251,12 @@ class VoiceSession:
         finally:
             duration = time.monotonic() - self._started
             metrics.ACTIVE_SESSIONS.dec()
-            metrics.SESSIONS_ENDED.labels(str(self.end_reason or EndReason.ERROR)).inc()
+            gone_reason = EndReason.CLIENT_GONE if self._client_gone else EndReason.ERROR
+            self.end_reason = self.end_reason or gone_reason
+            metrics.SESSIONS_ENDED.labels(str(self.end_reason)).inc()
             metrics.SESSION_SECONDS.observe(duration)
             logger.info(
-                f"Session {self.session_id} ended: reason={self.end_reason or EndReason.ERROR} "
+                f"Session {self.session_id} ended: reason={self.end_reason} "
                 f"duration={duration:.1f}s turns={self._turns}"
             )
+        return self.end_reason

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from pipecat.frames.frames import Frame
-from pipecat.processors.frame_processor import FrameDirection
-
-from processors.conversation_state import DEFAULT_HANDOVER_SECS, ConversationState
+from processors.conversation_state import ConversationState
 from processors.deadline_timer import DeadlineTimerProcessor
 
 
 class ConversationClockProcessor(DeadlineTimerProcessor):
-    """Feeds every passing frame to a `ConversationState` and restarts it when the session starts.
+    """Reads the session's `ConversationState` (fed by `ConversationTracker`) and re-checks its
+    deadline whenever the state changes.
 
     Subclasses read `self._state` in `seconds_until_due()` and act in `on_due()`.
     """
 
-    def __init__(self, *, timeout_secs: float, handover_secs: float = DEFAULT_HANDOVER_SECS, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, state: ConversationState, timeout_secs: float, **kwargs):
+        super().__init__(clock=state.clock, **kwargs)
         self._timeout = timeout_secs
-        self._state = ConversationState(handover_secs=handover_secs)
-
-    def on_start(self) -> None:
-        self._state.restart()
-
-    def observe(self, frame: Frame, direction: FrameDirection) -> None:
-        self._state.observe(frame)
+        self._state = state
+        state.on_change(self.reschedule)

@@ -7,18 +7,25 @@ import asyncio
 from pipecat.frames.frames import CancelFrame, EndFrame, Frame, StartFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from processors.clock import REAL_TIME, Clock
+
 
 class DeadlineTimerProcessor(FrameProcessor):
     """Passes every frame through; a single task sleeps until `seconds_until_due()` reaches zero.
 
-    Subclasses watch frames in `observe()`, say when they are due, and act in `on_due()`.
-    Deadlines only ever move later, so the task sleeps exactly until the current deadline,
-    re-checks, and sleeps again: no per-frame timer resets, no polling.
+    Subclasses say when they are due and act in `on_due()`. The task sleeps until the deadline
+    it last computed, then re-checks. A deadline may move later while it sleeps (the re-check
+    finds that and sleeps again); whatever can move it earlier calls `reschedule()`, which wakes
+    the task to re-check at once. No per-frame timer resets, no polling.
+
+    Time comes from `clock` (the real one by default; tests inject one they move by hand).
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, clock: Clock = REAL_TIME, **kwargs):
         super().__init__(**{"enable_direct_mode": True, **kwargs})  # no queue hop per frame
+        self._clock = clock
         self._timer_task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
 
     def on_start(self) -> None:
         """The session started; reset clocks."""
@@ -33,6 +40,10 @@ class DeadlineTimerProcessor(FrameProcessor):
     async def on_due(self) -> bool:
         """Act on the deadline. Return True to keep the timer running, False to stop it for good."""
         raise NotImplementedError
+
+    def reschedule(self) -> None:
+        """Something changed that may bring the deadline earlier: re-check it now."""
+        self._wake.set()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
@@ -50,12 +61,13 @@ class DeadlineTimerProcessor(FrameProcessor):
 
     async def _run_timer(self) -> None:
         while True:
+            self._wake.clear()  # before reading the deadline: a change after this wakes us
             due_in = self.seconds_until_due()
             if due_in <= 0:
                 if not await self.on_due():
                     return
                 continue
-            await asyncio.sleep(min(due_in, 3600.0))
+            await self._clock.wait(min(due_in, 3600.0), self._wake)
 
     async def _stop_timer(self) -> None:
         task, self._timer_task = self._timer_task, None

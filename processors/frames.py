@@ -19,7 +19,9 @@ class EndReason(StrEnum):
     IDLE_TIMEOUT = "idle_timeout"
     SILENCE_TIMEOUT = "silence_timeout"
     MAX_DURATION = "max_duration"
-    CLIENT_HANGUP = "client_hangup"
+    CLIENT_HANGUP = "client_hangup"  # the client asked to end (and is still there to be told)
+    CLIENT_GONE = "client_gone"  # the connection dropped: nobody is left to tell
+    CONSOLE_STOP = "console_stop"  # Ctrl-C at the local bot's console: a goodbye, then the end
     SERVER_SHUTDOWN = "server_shutdown"
     ERROR = "error"
 
@@ -107,7 +109,11 @@ class PushToTalkFrame(SystemFrame):
 
 @dataclass
 class ClientHangupFrame(SystemFrame):
-    """The client asked to end the session (it is still connected and wants the end notice)."""
+    """The client asked to end the session: a `hangup` message, or Twilio's `stop`.
+
+    Not the same as the client being gone (the socket dropped): that ends the session from the
+    transport's `on_client_disconnected`, see `VoiceSession.client_gone`.
+    """
 
 
 @dataclass

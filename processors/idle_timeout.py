@@ -5,6 +5,7 @@ from __future__ import annotations
 from loguru import logger
 
 from processors.conversation_clock import ConversationClockProcessor
+from processors.conversation_state import ConversationState
 from processors.frames import IdleTimeoutFrame
 
 
@@ -16,15 +17,15 @@ class IdleTimeoutProcessor(ConversationClockProcessor):
     the end of the user's speech through STT, the LLM (however long it takes) and TTS playback.
     So a client that sends one recording and waits is never hung up on while it is answered.
 
-    Place it after the LLM, where client input, LLM responses and (upstream) bot speech all pass.
+    Place it after the `ConversationTracker` that feeds `state`.
 
     Example::
 
-        IdleTimeoutProcessor(timeout_secs=30, goodbye="Goodbye!")
+        IdleTimeoutProcessor(state=state, timeout_secs=30, goodbye="Goodbye!")
     """
 
-    def __init__(self, *, timeout_secs: float, goodbye: str = "", **kwargs):
-        super().__init__(timeout_secs=timeout_secs, **kwargs)
+    def __init__(self, *, state: ConversationState, timeout_secs: float, goodbye: str = "", **kwargs):
+        super().__init__(state=state, timeout_secs=timeout_secs, **kwargs)
         self._goodbye = goodbye
 
     def seconds_until_due(self) -> float:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from loguru import logger
 
 from processors.deadline_timer import DeadlineTimerProcessor
@@ -22,15 +20,15 @@ class MaxDurationProcessor(DeadlineTimerProcessor):
         super().__init__(**kwargs)
         self._max_secs = max_secs
         self._goodbye = goodbye
-        self._started = time.monotonic()
+        self._started = self._clock.now()
 
     def on_start(self) -> None:
-        self._started = time.monotonic()
+        self._started = self._clock.now()
 
     def seconds_until_due(self) -> float:
         if self._max_secs <= 0:
             return float("inf")
-        return self._started + self._max_secs - time.monotonic()
+        return self._started + self._max_secs - self._clock.now()
 
     async def on_due(self) -> bool:
         logger.info(f"{self}: session reached its {self._max_secs:g}s cap, ending it")

@@ -7,10 +7,8 @@ from pipecat.frames.frames import Frame, TTSSpeakFrame, UserStartedSpeakingFrame
 from pipecat.processors.frame_processor import FrameDirection
 
 from processors.conversation_clock import ConversationClockProcessor
+from processors.conversation_state import ConversationState
 from processors.frames import SilenceTimeoutFrame
-
-# Audio older than this means the client stopped sending: that is idleness, not silence.
-AUDIO_GAP_SECS = 1.0
 
 
 class SilenceTimeoutProcessor(ConversationClockProcessor):
@@ -26,11 +24,22 @@ class SilenceTimeoutProcessor(ConversationClockProcessor):
 
     Example::
 
-        SilenceTimeoutProcessor(timeout_secs=20, prompt="Are you still there?", prompts=1, goodbye="Bye!")
+        SilenceTimeoutProcessor(
+            state=state, timeout_secs=20, prompt="Are you still there?", prompts=1, goodbye="Bye!"
+        )
     """
 
-    def __init__(self, *, timeout_secs: float, prompt: str, prompts: int, goodbye: str = "", **kwargs):
-        super().__init__(timeout_secs=timeout_secs, **kwargs)
+    def __init__(
+        self,
+        *,
+        state: ConversationState,
+        timeout_secs: float,
+        prompt: str,
+        prompts: int,
+        goodbye: str = "",
+        **kwargs,
+    ):
+        super().__init__(state=state, timeout_secs=timeout_secs, **kwargs)
         self._prompt = prompt
         self._prompts = prompts
         self._prompts_left = prompts
@@ -47,8 +56,8 @@ class SilenceTimeoutProcessor(ConversationClockProcessor):
         state = self._state
         if state.bot_busy or state.user_speaking:
             return self._timeout
-        if state.now() - state.last_client_audio > AUDIO_GAP_SECS:
-            return self._timeout  # no audio at all: idle, not silence
+        if not state.client_audio_flowing:
+            return self._timeout  # no audio at all: idle, not silence (audio resuming wakes us)
         since = max(state.last_user_speech, state.waiting_since)
         return since + self._timeout - state.now()
 

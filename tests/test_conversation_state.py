@@ -17,18 +17,11 @@ from pipecat.frames.frames import (
 )
 
 from processors.conversation_state import ConversationState
+from tests.support.clock import ManualClock
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_state(handover: float = 6.0) -> tuple[ConversationState, FakeClock]:
-    clock = FakeClock()
+def make_state(handover: float = 6.0) -> tuple[ConversationState, ManualClock]:
+    clock = ManualClock()
     return ConversationState(handover_secs=handover, clock=clock), clock
 
 
@@ -36,33 +29,33 @@ def test_busy_through_a_whole_reply_however_long_the_llm_takes():
     state, clock = make_state()
     state.observe(VADUserStartedSpeakingFrame())
     assert state.user_speaking and not state.bot_busy
-    clock.now += 2
+    clock.skip(2)
     state.observe(VADUserStoppedSpeakingFrame())
     assert state.bot_busy  # STT finalising
-    clock.now += 1
+    clock.skip(1)
     state.observe(UserStoppedSpeakingFrame())
     state.observe(LLMFullResponseStartFrame())
-    clock.now += 120  # a very slow LLM
+    clock.skip(120)  # a very slow LLM
     assert state.bot_busy
     state.observe(LLMTextFrame("Paris."))
     state.observe(LLMFullResponseEndFrame())
-    clock.now += 3  # TTS synthesising
+    clock.skip(3)  # TTS synthesising
     assert state.bot_busy
     state.observe(BotStartedSpeakingFrame())
-    clock.now += 30  # a long answer
+    clock.skip(30)  # a long answer
     assert state.bot_busy
     state.observe(BotStoppedSpeakingFrame())
     assert not state.bot_busy
-    assert state.waiting_since == clock.now
+    assert state.waiting_since == clock.now()
 
 
 def test_a_turn_that_never_gets_an_answer_stops_counting_as_busy_after_the_handover():
     state, clock = make_state(handover=6.0)
     state.observe(VADUserStoppedSpeakingFrame())  # VAD fired but STT produced nothing
-    stopped = clock.now
-    clock.now += 5
+    stopped = clock.now()
+    clock.skip(5)
     assert state.bot_busy
-    clock.now += 2
+    clock.skip(2)
     assert not state.bot_busy
     assert state.waiting_since == stopped + 6.0
 
@@ -71,10 +64,10 @@ def test_an_empty_llm_reply_ends_busy_at_once():
     state, clock = make_state()
     state.observe(LLMFullResponseStartFrame())
     state.observe(LLMTextFrame("  "))
-    clock.now += 1
+    clock.skip(1)
     state.observe(LLMFullResponseEndFrame())
     assert not state.bot_busy
-    assert state.waiting_since == clock.now
+    assert state.waiting_since == clock.now()
 
 
 def test_an_interruption_drops_the_reply_in_progress():
@@ -91,7 +84,7 @@ def test_bot_stopping_between_sentences_while_the_llm_still_generates_stays_busy
     state.observe(LLMFullResponseStartFrame())
     state.observe(BotStartedSpeakingFrame())
     state.observe(BotStoppedSpeakingFrame())
-    clock.now += 60
+    clock.skip(60)
     assert state.bot_busy
 
 
@@ -106,9 +99,9 @@ def test_a_pushed_prompt_counts_as_busy_until_spoken():
 
 def test_client_input_and_user_speech_are_timestamped():
     state, clock = make_state()
-    clock.now += 4
+    clock.skip(4)
     state.observe(InputAudioRawFrame(audio=b"\0\0", sample_rate=16000, num_channels=1))
-    assert state.last_client_input == clock.now
-    clock.now += 1
+    assert state.last_client_input == clock.now()
+    clock.skip(1)
     state.observe(VADUserStartedSpeakingFrame())
-    assert state.last_user_speech == clock.now
+    assert state.last_user_speech == clock.now()

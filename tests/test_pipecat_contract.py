@@ -49,7 +49,6 @@ SEGMENTED_STT = "pipecat.services.stt_service:SegmentedSTTService"
 OBSERVER = "pipecat.observers.base_observer:BaseObserver"
 PROCESSOR = "pipecat.processors.frame_processor:FrameProcessor"
 FASTAPI_TRANSPORT = "pipecat.transports.websocket.fastapi:FastAPIWebsocketTransport"
-FASTAPI_INPUT = "pipecat.transports.websocket.fastapi:FastAPIWebsocketInputTransport"
 FASTAPI_CLIENT = "pipecat.transports.websocket.fastapi:FastAPIWebsocketClient"
 UVICORN_SERVER = "uvicorn.server:Server"
 UVICORN_MULTIPROCESS = "uvicorn.supervisors.multiprocess"
@@ -66,8 +65,6 @@ MOONSHINE_STT = "processors/moonshine_stt.py"
 TURN_METRICS = "processors/turn_metrics.py"
 SESSION_END = "processors/session_end.py"
 WEBSOCKET_SESSION = "transports/websocket_session.py"
-CLOSING_WEBSOCKET = "transports/closing_websocket.py"
-TWILIO = "transports/twilio.py"
 DRAINING_SERVER = "bots/draining_server.py"
 
 
@@ -186,12 +183,9 @@ CALLED_BY_PIPECAT = [
     Call(DEEPGRAM, "_connect", "self._connection_handler()", DEEPGRAM_STT),
     Call(OPENAI, "process_frame", "self._process_context(", RESILIENT_LLM),
     Call(OPENAI, "_process_context", "self._push_llm_text(", RESILIENT_LLM),
-    # Pipecat closes with a bare close() (ClosingWebSocket adds 1000 and the reason), bounded by
-    # ws_close_timeout (which our before_close budget is added to), after its reader has stopped
-    # (Twilio's CallCloser reads the socket itself inside close()).
-    Call(FASTAPI_CLIENT, "disconnect", "self._websocket.close()", CLOSING_WEBSOCKET),
-    Call(FASTAPI_CLIENT, "disconnect", "timeout=self._ws_close_timeout", WEBSOCKET_SESSION),
-    Call(FASTAPI_INPUT, "_teardown", "self._stop_tasks() ... self._client.disconnect()", TWILIO),
+    # Pipecat closes the socket only through its close(), which HeldWebSocket turns into a note
+    # so the route can finish the connection after the pipeline.
+    Call(FASTAPI_CLIENT, "disconnect", "self._websocket.close()", WEBSOCKET_SESSION),
     Call(UVICORN_PROCESS, "target", "self.server.run(sockets)", DRAINING_SERVER),
     Call(UVICORN_SUPERVISOR, "init_processes", NEW_WORKER, DRAINING_SERVER),
     Call(UVICORN_SUPERVISOR, "restart_all", NEW_WORKER, DRAINING_SERVER),

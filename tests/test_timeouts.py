@@ -1,10 +1,12 @@
-"""Idle, silence and max-duration clocks and the single end path, in real (short) time.
+"""Idle, silence and max-duration clocks and the single end path.
 
-Timing is asserted through frame order only (what arrived before what), never with timed
-assertions, so a loaded machine cannot make these flaky in the passing direction.
+The clocks run on a `ManualClock` moved by `AdvanceClockFrame`s in the frame list, so what
+fires when does not depend on the machine's speed; results are asserted through frame order.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
@@ -25,6 +27,8 @@ from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.tests.utils import SleepFrame, run_test
 
 from processors.client_audio_ticker import ClientAudioTicker
+from processors.conversation_state import ConversationState
+from processors.conversation_tracker import ConversationTracker
 from processors.frames import (
     ClientAudioTickFrame,
     EndReason,
@@ -38,13 +42,20 @@ from processors.idle_timeout import IdleTimeoutProcessor
 from processors.max_duration import MaxDurationProcessor
 from processors.session_end import SessionEndProcessor
 from processors.silence_timeout import SilenceTimeoutProcessor
+from tests.support.clock import AdvanceClockFrame, ClockDriver, ManualClock
+
+HANDOVER_SECS = 0.2  # end of speech -> reply: shortened, so a test can outlast it many times
 
 
-def audio_for(seconds: float, every: float = 0.05) -> list[Frame]:
-    """A client streaming (silent) audio: one frame every `every` seconds."""
+def wait(seconds: float) -> AdvanceClockFrame:
+    return AdvanceClockFrame(seconds=seconds)
+
+
+def audio_for(seconds: float, every: float = 0.1) -> list[Frame]:
+    """A client streaming audio, as the clocks see it: a tick every `every` seconds."""
     frames: list[Frame] = []
     for _ in range(round(seconds / every)):
-        frames += [InputAudioRawFrame(audio=bytes(320), sample_rate=16000, num_channels=1), SleepFrame(every)]
+        frames += [ClientAudioTickFrame(), wait(every)]
     return frames
 
 
@@ -52,13 +63,26 @@ def kinds(frames, *, skip=(InputAudioRawFrame, ClientAudioTickFrame)) -> list[ty
     return [type(f) for f in frames if not isinstance(f, skip)]
 
 
-def as_in_the_pipeline(clock: FrameProcessor) -> Pipeline:
-    """The clock behind the ticker, as in a session: it sees audio ticks, never audio frames."""
-    return Pipeline([ClientAudioTicker(), clock])
+async def run_clock(make: Callable[[ConversationState], FrameProcessor], frames: list[Frame]):
+    """Run a clock as in a session: behind the tracker that feeds the session's one state."""
+    clock = ManualClock()
+    state = ConversationState(handover_secs=HANDOVER_SECS, clock=clock)
+    pipeline = Pipeline([ClockDriver(clock), ConversationTracker(state), make(state)])
+    return await run_test(pipeline, frames_to_send=frames)
+
+
+def idle(timeout_secs: float = 0.3, **params) -> Callable[[ConversationState], FrameProcessor]:
+    return lambda state: IdleTimeoutProcessor(state=state, timeout_secs=timeout_secs, **params)
+
+
+def silence(**overrides) -> Callable[[ConversationState], FrameProcessor]:
+    params = dict(timeout_secs=0.3, prompt="Are you still there?", prompts=1, goodbye="Bye")
+    return lambda state: SilenceTimeoutProcessor(state=state, **{**params, **overrides})
 
 
 async def test_the_ticker_stops_input_audio_and_says_it_still_flows():
-    down, _ = await run_test(ClientAudioTicker(), frames_to_send=[*audio_for(1.0), LLMTextFrame("marker")])
+    microphone = [InputAudioRawFrame(audio=bytes(320), sample_rate=16000, num_channels=1), SleepFrame(0.05)]
+    down, _ = await run_test(ClientAudioTicker(), frames_to_send=[*microphone * 20, LLMTextFrame("marker")])
     assert not any(isinstance(f, InputAudioRawFrame) for f in down)
     ticks = sum(isinstance(f, ClientAudioTickFrame) for f in down)
     assert 2 <= ticks <= 6  # every 0.25 s over 1 s of audio sent as 20 frames
@@ -66,54 +90,40 @@ async def test_the_ticker_stops_input_audio_and_says_it_still_flows():
 
 
 async def test_idle_fires_when_the_client_sends_nothing():
-    down, _ = await run_test(
-        IdleTimeoutProcessor(timeout_secs=0.3, goodbye="Bye"),
-        frames_to_send=[SleepFrame(0.8)],
-    )
+    down, _ = await run_clock(idle(goodbye="Bye"), [wait(0.8)])
     assert kinds(down) == [IdleTimeoutFrame]
     assert down[0].reason == EndReason.IDLE_TIMEOUT and down[0].goodbye == "Bye"
 
 
-async def test_idle_never_fires_while_the_llm_takes_longer_than_the_timeout():
-    down, _ = await run_test(
-        IdleTimeoutProcessor(timeout_secs=0.3),
-        frames_to_send=[
+async def test_idle_never_fires_while_the_llm_takes_longer_than_the_handover_and_the_timeout():
+    down, _ = await run_clock(
+        idle(),
+        [
             VADUserStartedSpeakingFrame(),
             VADUserStoppedSpeakingFrame(),
             LLMFullResponseStartFrame(),
-            SleepFrame(1.2),  # four idle timeouts of thinking, with no client input at all
+            wait(12.0),  # 60 hand-overs and 40 idle timeouts of thinking, no client input at all
             LLMTextFrame("Paris is the capital."),
             LLMFullResponseEndFrame(),
             BotStartedSpeakingFrame(),
-            SleepFrame(0.6),  # speaking longer than the timeout
+            wait(0.6),  # speaking longer than the timeout
             BotStoppedSpeakingFrame(),
-            SleepFrame(0.8),  # now the clock runs
+            wait(0.8),  # now the clock runs
         ],
     )
-    # (Bot*SpeakingFrames are system frames and overtake queued data frames at the sink.)
     assert kinds(down)[-2:] == [BotStoppedSpeakingFrame, IdleTimeoutFrame]
     assert kinds(down).count(IdleTimeoutFrame) == 1
 
 
 async def test_client_input_keeps_the_idle_clock_from_firing():
-    down, _ = await run_test(
-        as_in_the_pipeline(IdleTimeoutProcessor(timeout_secs=0.3)),
-        frames_to_send=[*audio_for(1.0), LLMTextFrame("marker"), SleepFrame(0.8)],
-    )
+    down, _ = await run_clock(idle(), [*audio_for(1.0), LLMTextFrame("marker"), wait(0.8)])
     assert kinds(down) == [LLMTextFrame, IdleTimeoutFrame]
 
 
-def silence_processor(**overrides) -> Pipeline:
-    params = dict(
-        timeout_secs=0.3, prompt="Are you still there?", prompts=1, goodbye="Bye", handover_secs=0.2
-    )
-    return as_in_the_pipeline(SilenceTimeoutProcessor(**{**params, **overrides}))
-
-
 async def test_silence_prompts_then_says_goodbye():
-    down, _ = await run_test(
-        silence_processor(),
-        frames_to_send=[
+    down, _ = await run_clock(
+        silence(),
+        [
             *audio_for(0.5),  # prompt due at 0.3 s
             BotStartedSpeakingFrame(),
             *audio_for(0.2),
@@ -131,9 +141,9 @@ async def test_silence_prompts_then_says_goodbye():
 
 
 async def test_user_speech_after_the_prompt_resets_the_escalation():
-    down, _ = await run_test(
-        silence_processor(),
-        frames_to_send=[
+    down, _ = await run_clock(
+        silence(),
+        [
             *audio_for(0.5),
             BotStartedSpeakingFrame(),
             BotStoppedSpeakingFrame(),
@@ -148,31 +158,46 @@ async def test_user_speech_after_the_prompt_resets_the_escalation():
 
 
 async def test_zero_prompts_goes_straight_to_the_goodbye():
-    down, _ = await run_test(silence_processor(prompts=0), frames_to_send=audio_for(0.6))
+    down, _ = await run_clock(silence(prompts=0), audio_for(0.6))
     assert kinds(down) == [SilenceTimeoutFrame]
 
 
 async def test_silence_leaves_a_client_that_stopped_sending_to_the_idle_clock():
-    down, _ = await run_test(silence_processor(), frames_to_send=[SleepFrame(1.0)])
+    down, _ = await run_clock(silence(), [wait(5.0)])
     assert kinds(down) == []
+
+
+async def test_after_a_network_stall_the_overdue_prompt_comes_when_audio_resumes_not_a_timeout_later():
+    down, _ = await run_clock(
+        silence(timeout_secs=2.0),
+        [
+            *audio_for(0.5),
+            wait(3.0),  # a stall: no audio at all (the idle clock's business, not silence)
+            ClientAudioTickFrame(),  # audio again at 3.5 s: nobody has spoken for 3.5 s
+            wait(0.2),
+            LLMTextFrame("marker"),
+            *audio_for(0.5),
+        ],
+    )
+    assert kinds(down)[:2] == [TTSSpeakFrame, LLMTextFrame]
 
 
 async def test_a_zero_timeout_is_off():
-    down, _ = await run_test(
-        silence_processor(timeout_secs=0), frames_to_send=[*audio_for(0.6), SleepFrame(0.4)]
-    )
+    down, _ = await run_clock(silence(timeout_secs=0), [*audio_for(0.6), wait(0.4)])
     assert kinds(down) == []
-    down, _ = await run_test(IdleTimeoutProcessor(timeout_secs=0), frames_to_send=[SleepFrame(0.6)])
+    down, _ = await run_clock(idle(timeout_secs=0), [wait(0.6)])
     assert kinds(down) == []
 
 
 async def test_max_duration_interrupts_and_ends():
-    down, up = await run_test(
-        MaxDurationProcessor(max_secs=0.3, goodbye="Time is up"), frames_to_send=[SleepFrame(0.6)]
+    clock = ManualClock()
+    pipeline = Pipeline(
+        [ClockDriver(clock), MaxDurationProcessor(max_secs=0.3, goodbye="Time is up", clock=clock)]
     )
-    assert kinds(down) == [InterruptionFrame, MaxDurationFrame]
+    down, up = await run_test(pipeline, frames_to_send=[wait(0.25), LLMTextFrame("marker"), wait(0.1)])
+    assert kinds(down) == [LLMTextFrame, InterruptionFrame, MaxDurationFrame]
     assert kinds(up) == [InterruptionFrame]
-    assert down[1].goodbye == "Time is up"
+    assert down[2].goodbye == "Time is up"
 
 
 async def test_session_end_speaks_the_goodbye_tells_the_client_and_ends_once():

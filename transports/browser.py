@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
 
 import pipecat.frames.protobufs.frames_pb2 as frame_protos
 from fastapi import WebSocket
@@ -24,12 +23,12 @@ from pipecat.frames.frames import (
 from pipecat.processors.frameworks.rtvi.models import MESSAGE_LABEL
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketTransport
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
 from pipeline import metrics
-from processors.frames import PushToTalkFrame, SessionEndedMessageFrame, TurnMetricsMessageFrame
+from processors.frames import EndReason, PushToTalkFrame, SessionEndedMessageFrame, TurnMetricsMessageFrame
 from transports.audio_budget import AudioBudget
-from transports.websocket_session import websocket_transport
+from transports.websocket_session import close_with_reason, connected, websocket_transport
 
 BROWSER_OUTPUT_SAMPLE_RATE = 24000
 # Input audio is resampled to the pipeline's rate; a rate outside this range is not a microphone.
@@ -119,24 +118,20 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
         return proto.SerializeToString()
 
 
-async def let_the_client_hang_up(websocket: WebSocket) -> None:
-    """Give the client the first word on closing: it hangs up once it has played the goodbye."""
+async def finish_browser_session(websocket: WebSocket, reason: EndReason) -> None:
+    """After the pipeline: the page was told why (an RTVI server message after the goodbye
+    audio) and hangs up itself once it has played the goodbye; Pipecat's client reports a
+    server-side close as an error. Wait for that, bounded, then close with the reason."""
     with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError):
         async with asyncio.timeout(CLIENT_HANGUP_GRACE_SECS):
-            while websocket.client_state == WebSocketState.CONNECTED:
+            while connected(websocket):
                 if (await websocket.receive())["type"] == "websocket.disconnect":
                     return
+    await close_with_reason(websocket, reason)
 
 
-def browser_transport(
-    websocket: WebSocket, close_reason: Callable[[], str | None]
-) -> FastAPIWebsocketTransport:
+def browser_transport(websocket: WebSocket) -> FastAPIWebsocketTransport:
     """A transport for one accepted browser WebSocket: 16 kHz PCM in, 24 kHz PCM out."""
     return websocket_transport(
-        websocket,
-        BrowserFrameSerializer(),
-        output_sample_rate=BROWSER_OUTPUT_SAMPLE_RATE,
-        close_reason=close_reason,
-        before_close=let_the_client_hang_up,
-        before_close_secs=CLIENT_HANGUP_GRACE_SECS,
+        websocket, BrowserFrameSerializer(), output_sample_rate=BROWSER_OUTPUT_SAMPLE_RATE
     )

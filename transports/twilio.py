@@ -1,8 +1,8 @@
 """Phone calls over Twilio Media Streams: TwiML, the stream handshake, marks and the hang-up.
 
 Pipecat's `TwilioFrameSerializer` converts audio (8 kHz μ-law ↔ PCM) and interruptions
-(`clear`). What it does not do, we add here: the goodbye is heard in full (a `mark` after it,
-and the close waits for Twilio to echo that mark, since Twilio plays audio after we send it),
+(`clear`). What it does not do, we add here: the goodbye is heard in full (a `mark` after it;
+`finish_call` waits for Twilio to echo that mark, since Twilio plays audio after we send it),
 the REST hang-up comes after that and never when the caller already hung up, and requests are
 checked against Twilio's signature.
 """
@@ -32,9 +32,9 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from pipeline import metrics
 from pipeline.settings import Settings
-from processors.frames import ClientHangupFrame, SessionEndedMessageFrame
+from processors.frames import ClientHangupFrame, EndReason, SessionEndedMessageFrame
 from transports.audio_budget import AudioBudget
-from transports.websocket_session import websocket_transport
+from transports.websocket_session import close_with_reason, connected, websocket_transport
 
 TWILIO_SAMPLE_RATE = 8000
 STREAM_PATH = "/twilio/ws"
@@ -239,43 +239,46 @@ def note_mark(call: TwilioCall, message: dict) -> None:
         call.end_mark_played.set()
 
 
-class CallCloser:
-    """Finishes a call after the pipeline: wait for the goodbye to play, hang up, then the
-    transport closes the stream."""
+async def finish_call(websocket: WebSocket, call: TwilioCall, settings: Settings, reason: EndReason) -> None:
+    """After the pipeline: wait (bounded) until the caller has heard the goodbye, hang up
+    through the REST API unless the caller already did, then close the stream with the reason.
+
+    Twilio plays audio after we send it, so the goodbye has been heard only when Twilio echoes
+    the end mark. An echo that came while Pipecat still read the stream was recorded by
+    `CallSerializer`; one still to come is read here, from the socket Pipecat has let go of.
+    """
+    await wait_for_end_mark(websocket, call)
+    await CallHangUp(call, settings).hang_up()
+    await close_with_reason(websocket, reason)
+
+
+async def wait_for_end_mark(websocket: WebSocket, call: TwilioCall) -> None:
+    if call.caller_hung_up or not call.end_mark_sent or call.end_mark_played.is_set():
+        return
+    try:
+        async with asyncio.timeout(MARK_WAIT_SECS):
+            while not call.end_mark_played.is_set() and connected(websocket):
+                message = parse_event(await websocket.receive_text()) or {}
+                if message.get("event") == "stop":
+                    call.caller_hung_up = True
+                    return
+                if message.get("event") == "mark":
+                    note_mark(call, message)
+    except TimeoutError:
+        logger.warning(f"Call {call.call_sid}: no echo of the end mark in {MARK_WAIT_SECS:g}s; hanging up")
+    except (WebSocketDisconnect, RuntimeError):
+        call.caller_hung_up = True
+
+
+class CallHangUp:
+    """Ends the call itself through Twilio's REST API (closing the stream alone leaves the
+    caller on a silent line until the TwiML runs out)."""
 
     def __init__(self, call: TwilioCall, settings: Settings):
         self._call = call
         self._settings = settings
 
-    async def before_close(self, websocket: WebSocket) -> None:
-        await self._wait_for_goodbye(websocket)
-        await self._hang_up()
-
-    async def _wait_for_goodbye(self, websocket: WebSocket) -> None:
-        """Wait (bounded) until Twilio echoes the end mark: the goodbye has been heard."""
-        call = self._call
-        if call.caller_hung_up or not call.end_mark_sent or call.end_mark_played.is_set():
-            return
-        try:
-            await asyncio.wait_for(self._read_until_mark(websocket), MARK_WAIT_SECS)
-        except TimeoutError:
-            logger.warning(
-                f"Call {call.call_sid}: no echo of the end mark in {MARK_WAIT_SECS:g}s; hanging up"
-            )
-        except (WebSocketDisconnect, RuntimeError):
-            call.caller_hung_up = True
-
-    async def _read_until_mark(self, websocket: WebSocket) -> None:
-        # The transport's reader has stopped by now, so we read the socket ourselves.
-        while not self._call.end_mark_played.is_set():
-            message = parse_event(await websocket.receive_text()) or {}
-            if message.get("event") == "stop":
-                self._call.caller_hung_up = True
-                return
-            if message.get("event") == "mark":
-                note_mark(self._call, message)
-
-    async def _hang_up(self) -> None:
+    async def hang_up(self) -> None:
         """Hang up through the REST API, unless the caller already did. The ids in the URL were
         validated at the handshake (`valid_sids`), and are checked again here."""
         call = self._call
@@ -307,17 +310,11 @@ class CallCloser:
             logger.warning(f"Call {call.call_sid}: hang-up request failed: {e}")
 
 
-def twilio_transport(
-    websocket: WebSocket, call: TwilioCall, settings: Settings, close_reason
-) -> FastAPIWebsocketTransport:
-    """The call's transport: 8 kHz μ-law both ways, and the call's own ending."""
-    closer = CallCloser(call, settings)
+def twilio_transport(websocket: WebSocket, call: TwilioCall) -> FastAPIWebsocketTransport:
+    """The call's transport: 8 kHz μ-law both ways; its ending is `finish_call`."""
     return websocket_transport(
         websocket,
         CallSerializer(call),
         output_sample_rate=TWILIO_SAMPLE_RATE,
-        close_reason=close_reason,
-        before_close=closer.before_close,
-        before_close_secs=MARK_WAIT_SECS + HANG_UP_TIMEOUT_SECS,
-        end_silence_secs=0,  # the close waits for the end mark instead: nothing to pad
+        end_silence_secs=0,  # the finish waits for the end mark instead: nothing to pad
     )

@@ -43,7 +43,7 @@ async def test_spoken_question_is_transcribed_and_answered(offline_server):
 
     # The client hung up: the session ends by itself, promptly, with a clean log.
     hung_up_at = time.monotonic()
-    offline_server.wait_for_log(r"Session \w+ ended: reason=client_hangup", timeout=10, start=log_start)
+    offline_server.wait_for_log(r"Session \w+ ended: reason=client_gone", timeout=10, start=log_start)
     print(f"session ended {time.monotonic() - hung_up_at:.2f}s after the client hung up")
     assert offline_server.unclean_lines(log_start) == []
     with urllib.request.urlopen(f"{offline_server.base_url}/healthz") as response:

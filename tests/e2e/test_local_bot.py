@@ -164,7 +164,7 @@ def test_ctrl_c_says_goodbye_and_exits_cleanly(audio, llm, tmp_path):
         if bot.poll() is None:
             bot.kill()
     assert "Bot: Goodbye for now!" in lines
-    assert lines[-1] == "Session ended: client_hangup"
+    assert lines[-1] == "Session ended: console_stop"
     stderr = bot.stderr.read()
     assert "Traceback" not in stderr and "CancelledError" not in stderr, stderr
 
