@@ -90,6 +90,7 @@ async def test_silence_prompts_then_the_goodbye_is_heard_before_the_hang_up(call
     marks = call.of_event("mark")
     assert [m["mark"]["name"] for m in marks] == ["voicebot-session-end"]
     assert call.times("media")[-1] < call.times("mark")[0]
+    assert call.echoed_marks, "the stream was closed before the caller had played the goodbye"
     echoed_at = call.echoed_marks[0][0]
     hang_ups = twilio_api.hang_ups[hang_ups_before:]
     assert len(hang_ups) == 1

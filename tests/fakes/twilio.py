@@ -2,9 +2,11 @@
 
 The caller does what Twilio does: POSTs the voice webhook (signed), follows the TwiML to the
 stream URL (signed), sends `connected` and `start`, streams μ-law 8 kHz in 20 ms `media`
-events at real-time pace, plays received audio in real time, echoes each `mark` only when the
-audio before it has played (or at once on `clear`, which drops unplayed audio), and hangs up
-with `stop`. Message shapes: anchors.md §5 (Twilio's Media Streams reference).
+events at real-time pace, plays received audio in real time `PLAYOUT_DELAY_SECS` behind its
+arrival (a phone line's jitter buffer and network), echoes each `mark` only when the audio
+before it has played (or at once on `clear`, which drops unplayed audio), and hangs up with
+`stop`. The delay is fixed so that a server that hangs up without waiting for the mark cuts
+the goodbye off every time, not only when it loses a race. Message shapes: anchors.md §5 (Twilio's Media Streams reference).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tests.fakes.background_loop import BackgroundServer
 
 FRAME_SECS = 0.02
 ULAW_FRAME_BYTES = 160  # 20 ms at 8 kHz, one byte per sample
+PLAYOUT_DELAY_SECS = 0.5  # received audio starts playing this much later
 
 
 @dataclass
@@ -208,7 +211,8 @@ class TwilioCaller:
                 if event == "media":
                     audio = base64.b64decode(message["media"]["payload"])
                     self.played_ulaw.extend(audio)
-                    self._playing_until = max(self._playing_until, now) + len(audio) / 8000
+                    starts = max(self._playing_until, now + PLAYOUT_DELAY_SECS)
+                    self._playing_until = starts + len(audio) / 8000
                 elif event == "mark":
                     self._pending_marks.append((self._playing_until, message["mark"]["name"]))
                     asyncio.get_running_loop().call_later(
