@@ -35,7 +35,7 @@ from pipeline.settings import Settings, trusted_networks
 from processors.audio_chunker import InputAudioChunker
 from processors.frames import EndReason
 from transports.browser import BROWSER_OUTPUT_SAMPLE_RATE, browser_transport, finish_browser_session
-from transports.simple_protocol import SimpleProtocolSerializer
+from transports.simple_protocol import SimpleProtocolSerializer, finish_simple_session
 from transports.twilio import (
     TWILIO_SAMPLE_RATE,
     TwilioProtocolError,
@@ -48,7 +48,7 @@ from transports.twilio import (
     valid_sids,
     webhook_url,
 )
-from transports.websocket_session import close_with_reason, websocket_transport
+from transports.websocket_session import websocket_transport
 
 SIMPLE_OUTPUT_SAMPLE_RATE = 24000
 STATIC_DIR = Path(__file__).parent / "static"  # built from web/ (see README); committed
@@ -224,6 +224,7 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
         session_id: str,
         output_sample_rate: int,
         input_processors: list[FrameProcessor] | None = None,
+        text_frames: bool = False,
     ) -> None:
         """Run one session on an accepted WebSocket: the pipeline until it ends, then the
         transport's `finish(reason)` (see "How a session ends" in pipeline/session.py). Its
@@ -237,6 +238,7 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
             output_sample_rate=output_sample_rate,
             session_id=session_id,
             input_processors=input_processors,
+            text_frames=text_frames,
         )
         transport.add_event_handler("on_client_disconnected", session.on_client_disconnected)
         runtime.sessions[session_id] = session
@@ -344,10 +346,11 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
             await run_session(
                 websocket,
                 websocket_transport(websocket, serializer, output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE),
-                partial(close_with_reason, websocket),  # `end` was the last message
+                partial(finish_simple_session, websocket),
                 session_id=session_id,
                 output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE,
                 input_processors=[InputAudioChunker()],
+                text_frames=True,
             )
         finally:
             slot.release()

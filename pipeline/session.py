@@ -21,8 +21,8 @@ Two phases, each in one place.
    - the client asking to end (`ClientHangupFrame`, from a serializer: the simple protocol's
      `hangup`, Twilio's `stop`).
    processors/session_end.py `SessionEndProcessor` takes the first one and pushes the goodbye,
-   the `SessionEndedMessageFrame` (each serializer renders it: `end` on /ws/simple, an RTVI
-   server message on /ws, a `mark` on Twilio) and an `EndWorkerFrame` that queues behind the
+   the `SessionEndedMessageFrame` (an RTVI server message on /ws, a `mark` on Twilio; the
+   simple protocol says `end` in its finish step) and an `EndWorkerFrame` that queues behind the
    audio, so the pipeline ends only when the goodbye has been sent. A client that is *gone*
    (the socket dropped) gets none of that: `VoiceSession.client_gone()` ends at once.
 2. After the pipeline, finishing the connection. `VoiceSession.run()` returns the reason and
@@ -30,7 +30,8 @@ Two phases, each in one place.
    go of (transports/websocket_session.py `HeldWebSocket`: Pipecat's close only records):
    - /ws: transports/browser.py `finish_browser_session` (the page hangs up once it has played
      the goodbye, bounded), then close 1000 + reason;
-   - /ws/simple: close 1000 + reason (`end` was the last message);
+   - /ws/simple: transports/simple_protocol.py `finish_simple_session` (`end` + reason as the
+     last message), then close 1000 + reason;
    - Twilio: transports/twilio.py `finish_call` (Twilio's echo of the end mark: the caller heard
      the goodbye; then the REST hang-up), then close 1000 + reason.
 """
@@ -65,10 +66,12 @@ from pipeline.services import build_llm, build_stt, build_tts, describe_failed_s
 from pipeline.settings import Settings
 from processors.client_audio_ticker import ClientAudioTicker
 from processors.conversation_state import ConversationState
+from processors.conversation_text_frames import ConversationTextFrames
 from processors.conversation_tracker import ConversationTracker
 from processors.frames import EndReason, EndSessionFrame, TurnMetricsMessageFrame
 from processors.idle_timeout import IdleTimeoutProcessor
 from processors.max_duration import MaxDurationProcessor
+from processors.muted_while_ending import MutedWhileEndingStrategy
 from processors.push_to_talk import PushToTalkGate, PushToTalkUserTurnStopStrategy
 from processors.session_end import SessionEndProcessor
 from processors.shared_models import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
@@ -111,8 +114,11 @@ class VoiceSession:
         session_id: str | None = None,
         input_processors: list[FrameProcessor] | None = None,
         observers: list[BaseObserver] | None = None,
+        text_frames: bool = False,
     ) -> VoiceSession:
-        """Assemble a session; `input_processors` go right after the transport's input."""
+        """Assemble a session; `input_processors` go right after the transport's input. With
+        `text_frames`, the conversation's text reaches the serializer as typed frames
+        (`BotTextMessageFrame`, `UserTranscriptMessageFrame`), for protocols that carry text."""
         session_id = session_id or uuid.uuid4().hex[:12]
         stt = build_stt(providers, settings, resources)
         llm = build_llm(providers, settings, resources)
@@ -128,7 +134,10 @@ class VoiceSession:
             ],
         )
         user_aggregator, assistant_aggregator = LLMContextAggregatorPair(
-            LLMContext(), user_params=LLMUserAggregatorParams(user_turn_strategies=turn_strategies)
+            LLMContext(),
+            user_params=LLMUserAggregatorParams(
+                user_turn_strategies=turn_strategies, user_mute_strategies=[MutedWhileEndingStrategy()]
+            ),
         )
 
         session_end = SessionEndProcessor()
@@ -184,6 +193,8 @@ class VoiceSession:
             # client is told why, through the same end path as every other ending.
             processor_unusable_policy=ProcessorUnusablePolicy.CONTINUE,
         )
+        if text_frames:
+            worker.add_observer(ConversationTextFrames(worker.queue_frame))
         session = cls(worker, session_id, settings, providers)
         session._wire(user_aggregator, session_end, turn_metrics)
         return session

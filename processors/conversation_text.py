@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
+    InterimTranscriptionFrame,
+    InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
@@ -15,24 +19,37 @@ from pipecat.frames.frames import (
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
 
 class ConversationTextObserver(BaseObserver):
     """Turns frames into `on_user(text)`, `on_bot(text)` and `on_state(state)` calls.
 
     `on_bot` gets each whole LLM reply, and each text spoken without the LLM (greeting, prompts,
-    goodbye). States: listening, thinking, speaking. Subclasses decide what to do with them.
+    goodbye); `on_bot_sentence` gets the same text a sentence at a time, as the LLM generates it.
+    The text is told apart by the frame that carries it, never by comparing words, and only the
+    reply in progress is kept. States: listening, thinking, speaking. Subclasses decide what to
+    do with them.
     """
 
     def __init__(self, **kwargs):
         super().__init__(**{"observe_every_push": False, **kwargs})  # first pushes are all it reads
         self._state = ""
         self._reply = ""
+        self._unsaid = ""  # the reply's text after its last complete sentence
 
     def on_user(self, text: str) -> None:
         """The user said `text` (a final transcript)."""
 
+    def on_user_partial(self, text: str) -> None:
+        """An interim transcript of what the user is saying."""
+
     def on_bot(self, text: str) -> None:
         """The bot says `text`."""
+
+    def on_bot_sentence(self, text: str) -> None:
+        """The bot says `text`: a sentence of an LLM reply as soon as it is complete, or a whole
+        text spoken without the LLM."""
 
     def on_state(self, state: str) -> None:
         """The conversation moved to `state`."""
@@ -42,23 +59,41 @@ class ConversationTextObserver(BaseObserver):
             self._state = state
             self.on_state(state)
 
+    def _reply_text(self, text: str) -> None:
+        self._reply += text
+        *sentences, self._unsaid = SENTENCE_END.split(self._unsaid + text)
+        for sentence in sentences:
+            if sentence.strip():
+                self.on_bot_sentence(sentence.strip())
+
+    def _reply_ended(self) -> None:
+        if self._unsaid.strip():
+            self.on_bot_sentence(self._unsaid.strip())
+        if self._reply.strip():
+            self.on_bot(self._reply.strip())
+        self._reply = self._unsaid = ""
+
     async def on_push_frame(self, data: FramePushed):
         frame = data.frame
         if isinstance(frame, TranscriptionFrame):
             self.on_user(frame.text)
+        elif isinstance(frame, InterimTranscriptionFrame):
+            self.on_user_partial(frame.text)
         elif isinstance(frame, UserStartedSpeakingFrame | BotStoppedSpeakingFrame):
             self._set_state("listening")
         elif isinstance(frame, UserStoppedSpeakingFrame):
             self._set_state("thinking")
         elif isinstance(frame, LLMFullResponseStartFrame):
-            self._reply = ""
+            self._reply = self._unsaid = ""
             self._set_state("thinking")
         elif isinstance(frame, LLMTextFrame):
-            self._reply += frame.text
-        elif isinstance(frame, LLMFullResponseEndFrame) and self._reply.strip():
-            self.on_bot(self._reply.strip())
-            self._reply = ""
-        elif isinstance(frame, TTSSpeakFrame):
-            self.on_bot(frame.text)
+            self._reply_text(frame.text)
+        elif isinstance(frame, LLMFullResponseEndFrame):
+            self._reply_ended()
+        elif isinstance(frame, InterruptionFrame):
+            self._reply = self._unsaid = ""  # the rest of that reply will not be said
+        elif isinstance(frame, TTSSpeakFrame) and frame.text.strip():
+            self.on_bot(frame.text.strip())
+            self.on_bot_sentence(frame.text.strip())
         elif isinstance(frame, BotStartedSpeakingFrame):
             self._set_state("speaking")

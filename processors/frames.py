@@ -70,6 +70,14 @@ class MaxDurationFrame(EndSessionFrame):
 
 
 @dataclass
+class SessionEndingFrame(SystemFrame):
+    """Sent upstream by `SessionEndProcessor` when the ending starts: the user is not answered
+    any more (see `MutedWhileEndingStrategy`)."""
+
+    reason: EndReason = EndReason.ERROR
+
+
+@dataclass
 class SessionEndedMessageFrame(OutputTransportMessageFrame):
     """Tells the client why the session ends; queued after the goodbye audio, before the close.
 
@@ -124,3 +132,26 @@ class ClientAudioTickFrame(SystemFrame):
     frame on through the LLM, our clocks, the TTS and the output transport cost a queue hop
     and an observer call each, for nothing. The clocks only need to know that audio flows.
     """
+
+
+@dataclass
+class BotTextMessageFrame(OutputTransportMessageUrgentFrame):
+    """What the bot says, for clients that show text: a sentence of a reply as it is generated,
+    or a whole text spoken without the LLM (greeting, prompt, goodbye)."""
+
+    @classmethod
+    def for_text(cls, text: str) -> BotTextMessageFrame:
+        return cls(message={"type": "bot-text", "text": text})
+
+    @property
+    def text(self) -> str:
+        return self.message["text"]
+
+
+@dataclass
+class UserTranscriptMessageFrame(OutputTransportMessageUrgentFrame):
+    """What the user said, for clients that show text (`final` False for interim results)."""
+
+    @classmethod
+    def for_text(cls, text: str, *, final: bool) -> UserTranscriptMessageFrame:
+        return cls(message={"type": "user-transcript", "text": text, "final": final})

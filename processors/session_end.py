@@ -6,7 +6,13 @@ from loguru import logger
 from pipecat.frames.frames import EndWorkerFrame, Frame, InterruptionFrame, TTSSpeakFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from processors.frames import ClientHangupFrame, EndReason, EndSessionFrame, SessionEndedMessageFrame
+from processors.frames import (
+    ClientHangupFrame,
+    EndReason,
+    EndSessionFrame,
+    SessionEndedMessageFrame,
+    SessionEndingFrame,
+)
 
 
 class SessionEndProcessor(FrameProcessor):
@@ -17,7 +23,9 @@ class SessionEndProcessor(FrameProcessor):
     `EndWorkerFrame`. The worker frame queues behind the goodbye audio in the TTS and the output
     transport, so the goodbye is played to the end before the pipeline ends; it is never
     cancelled. Later `EndSessionFrame`s are dropped, and so are interruptions once the session
-    is ending, so a caller who talks over the goodbye does not cut it off.
+    is ending, so a caller who talks over the goodbye does not cut it off; a `SessionEndingFrame`
+    sent upstream mutes the user (`MutedWhileEndingStrategy` in the user aggregator), so what
+    they say is not answered either.
 
     Place it just before the TTS.
 
@@ -58,6 +66,7 @@ class SessionEndProcessor(FrameProcessor):
         self._ending = True
         logger.debug(f"{self}: ending the session ({frame.reason})")
         await self._call_event_handler("on_session_ending", frame.reason)
+        await self.push_frame(SessionEndingFrame(reason=frame.reason), FrameDirection.UPSTREAM)
         if frame.goodbye:
             await self.push_frame(TTSSpeakFrame(frame.goodbye, append_to_context=False))
         await self.push_frame(SessionEndedMessageFrame.for_reason(frame.reason, frame.detail))

@@ -7,10 +7,11 @@ devices, scripts). See the README for the message reference and an example excha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import re
 from dataclasses import dataclass
 
+from fastapi import WebSocket
 from loguru import logger
 from pipecat.frames.frames import (
     Frame,
@@ -23,24 +24,24 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frameworks.rtvi.models import MESSAGE_LABEL
 from pipecat.serializers.base_serializer import FrameSerializer
+from starlette.websockets import WebSocketDisconnect
 
 from processors.frames import (
+    BotTextMessageFrame,
     ClientHangupFrame,
+    EndReason,
     PushToTalkFrame,
     SessionEndedMessageFrame,
     TurnMetricsMessageFrame,
+    UserTranscriptMessageFrame,
 )
 from transports.audio_budget import BURST_SECS, AudioBudget
 from transports.audio_decoder import AudioBudgetExceeded, AudioDecodeError, ClientAudioDecoder
+from transports.websocket_session import close_with_reason, connected
 
 MAX_TEXT_CHARS = 4000
 # A JSON command is a few dozen bytes; anything this large is refused before it is parsed.
 MAX_JSON_BYTES = 64 * 1024
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def _normalise(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
 
 
 @dataclass
@@ -58,8 +59,9 @@ class SimpleProtocolSerializer(FrameSerializer):
     JSON `ready`, `transcript`, `bot_text`, `bot_started_speaking`, `bot_stopped_speaking`,
     `interruption`, `metrics`, `error` (non-fatal) and last `end`.
 
-    Transcripts and bot speech events are translated from the RTVI messages every Pipecat
-    worker already produces, so this protocol carries the same events as `/ws`.
+    Each frame maps to one event: transcripts and bot text come as typed frames shaped once by
+    `ConversationTextFrames`; bot speech and service errors from the RTVI messages every Pipecat
+    worker produces.
     """
 
     def __init__(self, *, session_id: str, input_sample_rate: int = 16000, output_sample_rate: int = 24000):
@@ -69,9 +71,6 @@ class SimpleProtocolSerializer(FrameSerializer):
         self._pipeline_rate = input_sample_rate
         self._decoder = ClientAudioDecoder(target_rate=input_sample_rate)
         self._budget = AudioBudget()
-        self._reply_text = ""  # LLM text of the reply in progress, sent sentence by sentence
-        self._llm_said = ""  # recent LLM text already sent as bot_text (normalised)
-        self._segments_seen: set = set()
 
     def ready_message(self) -> str:
         return json.dumps(
@@ -160,56 +159,37 @@ class SimpleProtocolSerializer(FrameSerializer):
         if isinstance(frame, InterruptionFrame):
             return json.dumps({"type": "interruption"})
         if isinstance(frame, SessionEndedMessageFrame):
-            return json.dumps({"type": "end", "reason": frame.reason})
+            return None  # `end` is sent by `finish_simple_session`, after everything else
         if isinstance(frame, TurnMetricsMessageFrame):
             return json.dumps({**frame.message, "type": "metrics"})
+        if isinstance(frame, BotTextMessageFrame):
+            return json.dumps({"type": "bot_text", "text": frame.text})
+        if isinstance(frame, UserTranscriptMessageFrame):
+            return json.dumps({**frame.message, "type": "transcript"})
         if isinstance(frame, ClientReplyFrame):
             return json.dumps(frame.message)
         if isinstance(frame, OutputTransportMessageFrame | OutputTransportMessageUrgentFrame):
             return self._from_rtvi(frame.message)
         return None
 
-    def _from_rtvi(self, message) -> str | None:
-        """Translate the RTVI events this protocol carries; drop the rest."""
+    @staticmethod
+    def _from_rtvi(message) -> str | None:
+        """The RTVI events this protocol carries, one event each; the rest are dropped."""
         if not isinstance(message, dict) or message.get("label") != MESSAGE_LABEL:
             return None
-        event = self._event_from_rtvi(message.get("type"), message.get("data") or {})
-        return json.dumps(event) if event else None
-
-    def _event_from_rtvi(self, kind: str, data: dict) -> dict | None:
-        if kind == "user-transcription":
-            return {"type": "transcript", "text": data.get("text", ""), "final": bool(data.get("final"))}
+        kind, data = message.get("type"), message.get("data") or {}
         if kind == "bot-started-speaking":
-            return {"type": "bot_started_speaking"}
+            return json.dumps({"type": "bot_started_speaking"})
         if kind == "bot-stopped-speaking":
-            return {"type": "bot_stopped_speaking"}
+            return json.dumps({"type": "bot_stopped_speaking"})
         if kind == "error":
-            return {"type": "error", "code": "service_error", "message": data.get("error", "")}
-        if kind == "bot-llm-started":
-            self._reply_text = ""
-        elif kind == "bot-llm-text":
-            self._reply_text += data.get("text", "")
-            *sentences, self._reply_text = _SENTENCE_END.split(self._reply_text)
-            return self._llm_bot_text(" ".join(s.strip() for s in sentences if s.strip()))
-        elif kind == "bot-llm-stopped":
-            rest, self._reply_text = self._reply_text.strip(), ""
-            return self._llm_bot_text(rest)
-        elif kind == "bot-output":
-            return self._spoken_bot_text(data)
+            return json.dumps({"type": "error", "code": "service_error", "message": data.get("error", "")})
         return None
 
-    def _llm_bot_text(self, text: str) -> dict | None:
-        """LLM text goes out as it is generated, so it reaches the client even if TTS fails."""
-        if not text:
-            return None
-        self._llm_said = (self._llm_said + " " + _normalise(text))[-4000:]
-        return {"type": "bot_text", "text": text}
 
-    def _spoken_bot_text(self, data: dict) -> dict | None:
-        """Speech that did not come from the LLM (greeting, prompts, goodbye), once per segment."""
-        segment = data.get("segment_id")
-        text = (data.get("text") or "").strip()
-        if not text or segment in self._segments_seen or _normalise(text) in self._llm_said:
-            return None
-        self._segments_seen.add(segment)
-        return {"type": "bot_text", "text": text}
+async def finish_simple_session(websocket: WebSocket, reason: EndReason) -> None:
+    """After the pipeline: `end` with the reason as the very last message, then the close."""
+    if connected(websocket):
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await websocket.send_text(json.dumps({"type": "end", "reason": str(reason)}))
+    await close_with_reason(websocket, reason)

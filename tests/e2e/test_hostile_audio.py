@@ -181,16 +181,20 @@ async def test_a_stream_within_the_budget_is_decoded_once(server):
     assert cost < 0.5, cost
 
 
-@pytest.mark.parametrize("recording", ["media_recorder_webm", "ogg_without_end"])
+RECORDINGS = {
+    "media_recorder_webm": media_recorder_webm,
+    "ogg_without_end": lambda pcm: without_last_ogg_page(encode(pcm, "ogg")),
+    "mp3": lambda pcm: encode(pcm, "mp3"),
+}
+
+
+@pytest.mark.parametrize("recording", list(RECORDINGS))
 async def test_raw_pcm_after_a_container_stream_is_heard(server, transcriber, recording):
-    """An app sends a recorder's stream (which has no end marker), then streams raw PCM: the
-    PCM reaches the STT byte for byte (it used to be appended to the container and lost)."""
+    """An app sends a recording or a recorder's stream (neither an MP3 nor a recorder's stream
+    has an end marker), then streams raw PCM: the PCM reaches the STT byte for byte (it used to
+    be appended to the container and lost)."""
     silence = silence_pcm16(1.0)
-    container = (
-        media_recorder_webm(silence)
-        if recording == "media_recorder_webm"
-        else without_last_ogg_page(encode(silence, "ogg"))
-    )
+    container = RECORDINGS[recording](silence)
     speech = speech_pcm16(QUESTION)
     start = len(server.log())
     async with SimpleClient(f"{server.ws_url}/ws/simple") as client:

@@ -54,14 +54,16 @@ async def test_idle_ends_a_session_whose_client_stops_sending(start_server):
 
 
 async def test_idle_never_fires_while_a_slow_llm_answers_a_recording(start_server):
-    """A client sends one recording and waits; the LLM takes 3x the idle timeout to answer."""
+    """A client sends one recording and waits; the LLM's first token comes later than the
+    hand-over (6 s) and the idle timeout (3 s) together, so only tracking the LLM keeps the
+    idle clock from firing."""
     llm = FakeOpenAIServer(
-        LLMBehaviour(reply="Paris is the capital of France.", first_token_delay=6.0)
+        LLMBehaviour(reply="Paris is the capital of France.", first_token_delay=12.0)
     ).start()
     try:
         server = start_server(
             OPENAI_BASE_URL=llm.base_url,
-            VOICEBOT_IDLE_TIMEOUT_SECS="2",
+            VOICEBOT_IDLE_TIMEOUT_SECS="3",
             VOICEBOT_SILENCE_TIMEOUT_SECS="0",
         )
         async with PipecatWebsocketClient(f"{server.ws_url}/ws", stream_silence=False) as client:

@@ -6,7 +6,8 @@ events at real-time pace, plays received audio in real time `PLAYOUT_DELAY_SECS`
 arrival (a phone line's jitter buffer and network), echoes each `mark` only when the audio
 before it has played (or at once on `clear`, which drops unplayed audio), and hangs up with
 `stop`. The delay is fixed so that a server that hangs up without waiting for the mark cuts
-the goodbye off every time, not only when it loses a race. Message shapes: anchors.md §5 (Twilio's Media Streams reference).
+the goodbye off every time, not only when it loses a race.
+Message shapes: anchors.md §5 (Twilio's Media Streams reference).
 """
 
 from __future__ import annotations
