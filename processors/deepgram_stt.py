@@ -78,7 +78,8 @@ class ResilientDeepgramSTTService(DeepgramSTTService):
         still_open = max(0, self._sent_on_connection - covered)
         del self._unfinalised[: max(0, len(self._unfinalised) - still_open)]
 
-    async def _on_error(self, error):
+    async def _on_connection_error(self, error) -> None:
+        """A recovered drop is a warning, not an error frame (Pipecat's `_on_error` pushes one)."""
         logger.warning(f"{self}: connection lost, reconnecting: {error}")
 
     async def _resume(self, connection) -> None:
@@ -99,6 +100,7 @@ class ResilientDeepgramSTTService(DeepgramSTTService):
             self._finalize_owed = False
             self.request_finalize()
             await connection.send_finalize(ListenV1Finalize(type="Finalize"))
+            logger.info(f"{self}: sent the Finalize owed since the user stopped speaking while disconnected")
 
     async def _connection_handler(self):
         """Keep one live connection, reconnecting immediately after a drop."""
@@ -111,7 +113,7 @@ class ResilientDeepgramSTTService(DeepgramSTTService):
                     async with self._client.listen.v1.connect(**self._build_connect_kwargs()) as connection:
                         connected_at = time.monotonic()
                         connection.on(EventType.MESSAGE, self._on_message)
-                        connection.on(EventType.ERROR, self._on_error)
+                        connection.on(EventType.ERROR, self._on_connection_error)
                         await self._resume(connection)
                         self._connection_settled.set()
                         keepalive = self.create_task(self._keepalive_handler(), f"{self}::keepalive")

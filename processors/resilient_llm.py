@@ -9,9 +9,14 @@ the session ends with reason `error`.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 
 from loguru import logger
 from openai import AuthenticationError, PermissionDeniedError
+from openai.types.chat import ChatCompletionChunk
+from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
@@ -50,11 +55,101 @@ class _StallGuardedStream:
         await self._stream.close()
 
 
+def _text_chunk(text: str) -> ChatCompletionChunk:
+    """A streamed chunk carrying `text`, as the LLM would send it."""
+    return ChatCompletionChunk(
+        id="apology",
+        object="chat.completion.chunk",
+        created=0,
+        model="",
+        choices=[ChunkChoice(index=0, delta=ChoiceDelta(content=text), finish_reason="stop")],
+    )
+
+
+class _ResilientStream:
+    """The reply's chunk stream: retried once while nothing was spoken, else ended with an apology.
+
+    Pipecat reads the reply from this stream as from any completion, so the apology reaches the
+    pipeline as the reply's text (spoken, shown, kept in the context) through Pipecat's own code.
+    """
+
+    def __init__(self, open_stream: Callable[[], Awaitable], apology: str):
+        self._open = open_stream
+        self._apology = apology
+        self._stream = None
+        self._chunks = None
+        self._spoke = False
+        self._retried = False
+        self._done = False
+
+    async def start(self) -> _ResilientStream:
+        """Open the completion (retrying once); a failure to open leaves the apology to stream."""
+        await self._open_or_fail()
+        return self
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        while not self._done:
+            if self._chunks is None:  # opening failed for good
+                return self._apologise()
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                break
+            except PERMANENT_ERRORS:
+                raise
+            except Exception as e:
+                await self._fail(f"{type(e).__name__}: {e}")
+                continue
+            if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
+                self._spoke = True
+            return chunk
+        raise StopAsyncIteration
+
+    async def _open_or_fail(self) -> None:
+        try:
+            self._stream = await self._open()
+            self._chunks = self._stream.__aiter__()
+        except PERMANENT_ERRORS:
+            raise
+        except Exception as e:
+            self._stream = self._chunks = None
+            await self._fail(f"{type(e).__name__}: {e}")
+
+    async def _fail(self, failure: str) -> None:
+        await self.close()
+        if self._spoke or self._retried:
+            logger.warning(f"LLM: {failure}; apologising to the user")
+            self._chunks = None
+            return
+        logger.warning(f"LLM: {failure}; retrying once")
+        self._retried = True
+        await self._open_or_fail()
+
+    def _apologise(self) -> ChatCompletionChunk:
+        self._done = True
+        # After a partial reply, start the apology as a new sentence.
+        return _text_chunk(f" {self._apology}" if self._spoke else self._apology)
+
+    async def aclose(self) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        stream, self._stream, self._chunks = self._stream, None, None
+        if stream is not None:
+            await stream.aclose()
+            await stream.close()
+
+
 class ResilientOpenAILLMService(OpenAILLMService):
     """`OpenAILLMService` with stall detection, one retry before speaking, and an apology.
 
-    Emits what `OpenAILLMService` emits; on failure the apology is pushed as the reply's
-    `LLMTextFrame`, so it is spoken, shown to the client and kept in the context.
+    Emits what `OpenAILLMService` emits; on failure the apology is streamed as the end of the
+    reply, so Pipecat pushes it as the reply's `LLMTextFrame`: spoken, shown to the client and
+    kept in the context.
 
     Example::
 
@@ -65,39 +160,19 @@ class ResilientOpenAILLMService(OpenAILLMService):
         super().__init__(**kwargs)
         self._stall_secs = stall_secs
         self._apology = apology
-        self._spoke = False
 
     def create_client(self, *args, **kwargs):
         # Our policy (one retry, only before anything was spoken) replaces the SDK's own two
         # silent retries, which would otherwise multiply it and hold the caller in dead air.
         return super().create_client(*args, **kwargs).with_options(max_retries=0)
 
-    async def get_chat_completions(self, context: LLMContext):
+    async def get_chat_completions(self, context: LLMContext) -> _ResilientStream:
+        stream = _ResilientStream(functools.partial(self._open_completion, context), self._apology)
+        return await stream.start()
+
+    async def _open_completion(self, context: LLMContext) -> _StallGuardedStream:
         try:
             stream = await asyncio.wait_for(super().get_chat_completions(context), self._stall_secs)
         except TimeoutError as e:
             raise LLMStalled(f"no response for {self._stall_secs:g}s") from e
         return _StallGuardedStream(stream, self._stall_secs)
-
-    async def _push_llm_text(self, text: str):
-        self._spoke = True
-        await super()._push_llm_text(text)
-
-    async def _process_context(self, context: LLMContext):
-        failure = ""
-        for attempt in (1, 2):
-            self._spoke = False
-            try:
-                await super()._process_context(context)
-                return
-            except PERMANENT_ERRORS:
-                raise
-            except Exception as e:
-                failure = f"{type(e).__name__}: {e}"
-                if self._spoke or attempt == 2:
-                    break
-                logger.warning(f"{self}: {failure}; retrying once")
-        logger.warning(f"{self}: {failure}; apologising to the user")
-        await self.stop_ttfb_metrics()
-        # After a partial reply, start the apology as a new sentence.
-        await super()._push_llm_text(f" {self._apology}" if self._spoke else self._apology)

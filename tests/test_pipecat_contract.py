@@ -21,7 +21,6 @@ import re
 import textwrap
 from typing import NamedTuple
 
-import numpy as np
 import pytest
 
 PIPECAT_VERSION = "1.14.0"
@@ -33,16 +32,18 @@ ASYNC_METHOD = "an async method"
 PROPERTY = "a property"
 INSTANCE_ATTR = "an instance attribute (assigned on self)"
 CLASS = "a class"
+MODULE_FLOAT = "a module-level float"
+MODULE_INT = "a module-level int"
 
 
 # Where the members live.
+SILERO = "pipecat.audio.vad.silero"
 SILERO_MODEL = "pipecat.audio.vad.silero:SileroOnnxModel"
 SILERO_VAD = "pipecat.audio.vad.silero:SileroVADAnalyzer"
 VAD = "pipecat.audio.vad.vad_analyzer:VADAnalyzer"
 SMART_TURN = "pipecat.audio.turn.smart_turn.local_smart_turn_v3:LocalSmartTurnAnalyzerV3"
 BASE_SMART_TURN = "pipecat.audio.turn.smart_turn.base_smart_turn:BaseSmartTurn"
 PIPER = "pipecat.services.piper.tts:PiperTTSService"
-TTS = "pipecat.services.tts_service:TTSService"
 DEEPGRAM = "pipecat.services.deepgram.stt:DeepgramSTTService"
 OPENAI = "pipecat.services.openai.llm:OpenAILLMService"
 SEGMENTED_STT = "pipecat.services.stt_service:SegmentedSTTService"
@@ -76,40 +77,27 @@ class Member(NamedTuple):
 
 
 MEMBERS = [
-    # SileroBatcher runs SileroOnnxModel.__call__ itself, batched, on each call's model state.
-    Member(SILERO_MODEL, "_state", INSTANCE_ATTR, SILERO_BATCHER),
-    Member(SILERO_MODEL, "_context", INSTANCE_ATTR, SILERO_BATCHER),
-    Member(SILERO_MODEL, "_last_sr", INSTANCE_ATTR, SILERO_BATCHER),
-    Member(SILERO_MODEL, "_last_batch_size", INSTANCE_ATTR, SILERO_BATCHER),
-    # SharedSileroVADAnalyzer skips SileroVADAnalyzer.__init__ and sets its fields itself, and
-    # drives VADAnalyzer's state machine one window at a time from its own analyze_audio.
-    Member(SILERO_VAD, "_model", INSTANCE_ATTR, SHARED_MODELS),
-    Member(SILERO_VAD, "_windows_since_reset", INSTANCE_ATTR, SHARED_MODELS),
-    Member(SILERO_VAD, "_low_confidence_windows", INSTANCE_ATTR, SHARED_MODELS),
-    Member(SILERO_VAD, "_maybe_reset_model", METHOD, SHARED_MODELS),
-    Member(VAD, "_vad_state", INSTANCE_ATTR, SHARED_MODELS),
-    Member(VAD, "_vad_buffer", INSTANCE_ATTR, SHARED_MODELS),
-    Member(VAD, "_vad_frames_num_bytes", INSTANCE_ATTR, SHARED_MODELS),
+    # SharedSileroVADAnalyzer runs VADAnalyzer's state machine on the event loop: the public
+    # analyze_audio runs it in a per-call thread, a hop per 20 ms frame that cost 30 % more CPU.
     Member(VAD, "_run_analyzer", METHOD, SHARED_MODELS),
-    # SharedSmartTurnAnalyzer skips LocalSmartTurnAnalyzerV3.__init__, sets _log_data, and
-    # replaces the session (an instance attribute there) and the executor with properties.
+    # ... and applies Silero's periodic model reset with Pipecat's own constants.
+    Member(SILERO, "_MODEL_RESET_INTERVAL_SECS", MODULE_FLOAT, SHARED_MODELS),
+    Member(SILERO, "_MODEL_RESET_MAX_CONFIDENCE", MODULE_FLOAT, SHARED_MODELS),
+    Member(SILERO, "_MODEL_RESET_LOW_CONFIDENCE_WINDOWS", MODULE_INT, SHARED_MODELS),
+    # SharedSmartTurnAnalyzer skips LocalSmartTurnAnalyzerV3.__init__ (it always opens a session of
+    # its own), sets _log_data, and replaces the session and the executor with shared ones.
     Member(SMART_TURN, "_log_data", INSTANCE_ATTR, SHARED_MODELS),
     Member(SMART_TURN, "_session", INSTANCE_ATTR, SHARED_MODELS),
     Member(BASE_SMART_TURN, "_model_executor", PROPERTY, SHARED_MODELS),
-    # SharedPiperTTSService skips PiperTTSService.__init__ and sets the (shared) voice itself.
-    Member(PIPER, "_voice", INSTANCE_ATTR, PIPER_TTS),
-    # ResilientDeepgramSTTService forks the connection handler and hooks message/error callbacks.
+    # ResilientDeepgramSTTService forks the connection handler (no public hook replays audio or
+    # reconnects at once) and reads the service's connection, client and settled event.
     Member(DEEPGRAM, "_connection", INSTANCE_ATTR, DEEPGRAM_STT),
     Member(DEEPGRAM, "_client", INSTANCE_ATTR, DEEPGRAM_STT),
     Member(DEEPGRAM, "_connection_settled", INSTANCE_ATTR, DEEPGRAM_STT),
     Member(DEEPGRAM, "_connection_handler", ASYNC_METHOD, DEEPGRAM_STT),
     Member(DEEPGRAM, "_on_message", ASYNC_METHOD, DEEPGRAM_STT),
-    Member(DEEPGRAM, "_on_error", ASYNC_METHOD, DEEPGRAM_STT),
     Member(DEEPGRAM, "_keepalive_handler", ASYNC_METHOD, DEEPGRAM_STT),
     Member(DEEPGRAM, "_build_connect_kwargs", METHOD, DEEPGRAM_STT),
-    # ResilientOpenAILLMService wraps one completion (retry, apology) and notes when text was spoken.
-    Member(OPENAI, "_process_context", ASYNC_METHOD, RESILIENT_LLM),
-    Member(OPENAI, "_push_llm_text", ASYNC_METHOD, RESILIENT_LLM),
     # MoonshineSTTService labels its transcripts with the speaking user.
     Member(SEGMENTED_STT, "_user_id", INSTANCE_ATTR, MOONSHINE_STT),
     # Our observer and processor declare and fire events of their own.
@@ -141,11 +129,20 @@ class Copied(NamedTuple):
 
 # Code we re-implement, or skip and replace: a change to it must be carried over by hand.
 COPIED = [
+    # SileroBatcher runs the model as SileroOnnxModel.__call__ does (context + window, state, rate),
+    # on a batch; silero_session opens the session as its __init__ does, once per process.
     Copied(SILERO_MODEL, "__call__", "127165a558d0", SILERO_BATCHER),
     Copied(SILERO_MODEL, "__init__", "feaa7792ec84", SHARED_MODELS),
-    Copied(SILERO_VAD, "__init__", "2c82e971f4a6", SHARED_MODELS),
+    # SharedSileroVADAnalyzer stands in for SileroVADAnalyzer: its window, its rates, its scoring
+    # and its model reset; it mirrors how _run_analyzer cuts the audio into windows.
+    Copied(SILERO_VAD, "num_frames_required", "1654c476da69", SHARED_MODELS),
+    Copied(SILERO_VAD, "set_sample_rate", "b41c39cab7a7", SHARED_MODELS),
+    Copied(SILERO_VAD, "voice_confidence", "78bbfcdec23e", SHARED_MODELS),
+    Copied(SILERO_VAD, "_maybe_reset_model", "e167791dd149", SHARED_MODELS),
+    Copied(VAD, "_run_analyzer", "463482cab131", SHARED_MODELS),
     Copied(SMART_TURN, "__init__", "c68ca10d804a", SHARED_MODELS),
-    Copied(PIPER, "__init__", "99b380cec6bf", PIPER_TTS),
+    # SharedPiperTTSService speaks as PiperTTSService.run_tts does, with a voice shared per process.
+    Copied(PIPER, "run_tts", "84d36ea778c7", PIPER_TTS),
     Copied(DEEPGRAM, "_connection_handler", "0ee66e7da4d7", DEEPGRAM_STT),
 ]
 
@@ -158,9 +155,7 @@ class Skipped(NamedTuple):
 
 # Parents whose __init__ we skip by calling their base's: that must still be the only base.
 SKIPPED_INITS = [
-    Skipped(SILERO_VAD, VAD, SHARED_MODELS),
     Skipped(SMART_TURN, BASE_SMART_TURN, SHARED_MODELS),
-    Skipped(PIPER, TTS, PIPER_TTS),
 ]
 
 
@@ -176,13 +171,12 @@ NEW_WORKER = "Process(self.config, self.sockets)"
 # Pipecat/uvicorn code that must still call what we override or replace, or our change does nothing.
 CALLED_BY_PIPECAT = [
     Call(VAD, "_run_analyzer", "self.voice_confidence(", SHARED_MODELS),
+    Call(VAD, "set_params", "self._vad_state: VADState = VADState.QUIET", SHARED_MODELS),
     Call(BASE_SMART_TURN, "analyze_end_of_turn", "self._model_executor", SHARED_MODELS),
     Call(SMART_TURN, "_predict_endpoint", "self._session.run(", SHARED_MODELS),
-    Call(PIPER, "run_tts", "self._voice.synthesize(text)", PIPER_TTS),
-    Call(PIPER, "run_tts", "self._voice.config.sample_rate", PIPER_TTS),
     Call(DEEPGRAM, "_connect", "self._connection_handler()", DEEPGRAM_STT),
-    Call(OPENAI, "process_frame", "self._process_context(", RESILIENT_LLM),
-    Call(OPENAI, "_process_context", "self._push_llm_text(", RESILIENT_LLM),
+    # The apology reaches the pipeline as a chunk of the stream get_chat_completions returns.
+    Call(OPENAI, "_process_context", "self.get_chat_completions(context) ... delta.content)", RESILIENT_LLM),
     # Pipecat closes the socket only through its close(), which HeldWebSocket turns into a note
     # so the route can finish the connection after the pipeline.
     Call(FASTAPI_CLIENT, "disconnect", "self._websocket.close()", WEBSOCKET_SESSION),
@@ -238,7 +232,8 @@ def _kind_of(owner_obj, name: str) -> str:
         return ASYNC_METHOD
     if inspect.isfunction(value):
         return METHOD
-    return f"a class-level {type(value).__name__}"
+    where = "class" if inspect.isclass(owner_obj) else "module"
+    return f"a {where}-level {type(value).__name__}"
 
 
 def _fingerprint(function) -> str:
@@ -312,27 +307,18 @@ def test_pipecat_still_calls_what_we_override(entry: Call):
     )
 
 
-def test_silero_state_has_the_shape_silero_batcher_stacks():
-    """SileroBatcher concatenates every call's `_state` along axis 1 and feeds ONNX by input name."""
-    from pipecat.audio.vad.silero import SileroOnnxModel
+def test_the_bundled_silero_model_takes_what_silero_batcher_feeds_it():
+    """SileroBatcher stacks each call's state as float32 [2, N, 128] and feeds ONNX by input name."""
+    from processors.shared_models import silero_session
+    from processors.silero_batcher import STATE_SHAPE
 
-    from processors.shared_models import bundled_vad_model_path
-
-    model = SileroOnnxModel(bundled_vad_model_path())
-    assert model._state.shape == (2, 1, 128) and model._state.dtype == np.float32, (
-        f"processors/silero_batcher.py stacks SileroOnnxModel._state as float32 [2, 1, 128]; it is now "
-        f"{model._state.dtype} {model._state.shape}; {RECHECK}"
-    )
-    assert model._context.shape == (1, 0), (
-        f"processors/silero_batcher.py expects an empty SileroOnnxModel._context [1, 0] after reset_states; "
-        f"it is {model._context.shape}; {RECHECK}"
-    )
-    assert (model._last_sr, model._last_batch_size) == (0, 0), (
-        f"processors/silero_batcher.py sets SileroOnnxModel._last_sr/_last_batch_size as ints; they start as "
-        f"{model._last_sr!r}, {model._last_batch_size!r}; {RECHECK}"
-    )
-    inputs = {i.name for i in model.session.get_inputs()}
-    assert inputs == {"input", "state", "sr"}, (
-        f"processors/silero_batcher.py feeds the bundled Silero model inputs input/state/sr; "
+    inputs = {i.name: (i.shape, i.type) for i in silero_session().get_inputs()}
+    expected = {
+        "input": ([None, None], "tensor(float)"),
+        "state": ([STATE_SHAPE[0], None, STATE_SHAPE[2]], "tensor(float)"),
+        "sr": ([], "tensor(int64)"),
+    }
+    assert inputs == expected, (
+        f"processors/silero_batcher.py feeds the bundled Silero model {expected}; "
         f"it takes {inputs}; {RECHECK}"
     )

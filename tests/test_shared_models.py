@@ -6,6 +6,7 @@ import asyncio
 import gc
 
 import numpy as np
+import pytest
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams, VADState
@@ -20,59 +21,119 @@ from processors.shared_models import (
 from processors.silero_batcher import SileroBatcher
 from tests.support.speech import silence_pcm16, speech_pcm16
 
-FRAME_BYTES = 640  # 20 ms at 16 kHz, as transports deliver it
+FRAME_SECS = 0.02  # transports deliver 20 ms frames
 
 
-def pipecat_states(pcm16: bytes) -> tuple[list[VADState], np.ndarray]:
-    """Pipecat's own per-call Silero analyzer, frame by frame: the reference."""
-    analyzer = SileroVADAnalyzer(params=VADParams(stop_secs=0.2))
-    analyzer.set_sample_rate(16000)
-    states = [analyzer._run_analyzer(pcm16[i : i + FRAME_BYTES]) for i in range(0, len(pcm16), FRAME_BYTES)]
-    return states, analyzer._model._state
+def frames(pcm16: bytes, sample_rate: int = 16000) -> list[bytes]:
+    size = int(sample_rate * FRAME_SECS) * 2
+    return [pcm16[i : i + size] for i in range(0, len(pcm16), size)]
 
 
-async def shared_states(analyzer: SharedSileroVADAnalyzer, pcm16: bytes) -> list[VADState]:
-    return [
-        await analyzer.analyze_audio(pcm16[i : i + FRAME_BYTES]) for i in range(0, len(pcm16), FRAME_BYTES)
-    ]
+class PipecatReference(SileroVADAnalyzer):
+    """Pipecat's own per-call Silero analyzer, noting the confidence of every window it scores."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.confidences: list[float] = []
+
+    def voice_confidence(self, buffer: bytes) -> float:
+        confidence = super().voice_confidence(buffer)  # a one-element array
+        self.confidences.append(np.asarray(confidence).item())
+        return confidence
 
 
-def new_shared() -> SharedSileroVADAnalyzer:
-    analyzer = SharedSileroVADAnalyzer(params=VADParams(stop_secs=0.2))
-    analyzer.set_sample_rate(16000)
+class Ours(SharedSileroVADAnalyzer):
+    """Ours, noting confidences the same way."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.confidences: list[float] = []
+
+    def voice_confidence(self, buffer: bytes) -> float:
+        confidence = super().voice_confidence(buffer)
+        self.confidences.append(confidence)
+        return confidence
+
+
+def new(cls, sample_rate: int = 16000):
+    analyzer = cls(params=VADParams(stop_secs=0.2))
+    analyzer.set_sample_rate(sample_rate)
     return analyzer
 
 
-QUESTION = silence_pcm16(0.5) + speech_pcm16("What is the capital of France?") + silence_pcm16(1.0)
+async def run_alone(analyzer, pcm16: bytes, sample_rate: int = 16000) -> list[VADState]:
+    return [await analyzer.analyze_audio(frame) for frame in frames(pcm16, sample_rate)]
+
+
+def question(sample_rate: int = 16000) -> bytes:
+    return (
+        silence_pcm16(0.5, sample_rate)
+        + speech_pcm16("What is the capital of France?", sample_rate)
+        + silence_pcm16(1.0, sample_rate)
+    )
+
+
+def conversation(sample_rate: int = 16000) -> bytes:
+    """Speech, a pause long enough for Silero's periodic model reset (2 s of audio), speech again."""
+    return (
+        silence_pcm16(0.3, sample_rate)
+        + speech_pcm16("Hello there, how are you today?", sample_rate)
+        + silence_pcm16(2.5, sample_rate)
+        + speech_pcm16("And what about Spain?", sample_rate)
+        + silence_pcm16(0.6, sample_rate)
+    )
 
 
 async def test_shared_vad_decides_exactly_like_pipecats():
-    theirs, their_model_state = pipecat_states(QUESTION)
-    analyzer = new_shared()
-    ours = await shared_states(analyzer, QUESTION)
+    theirs = await run_alone(new(PipecatReference), question())
+    ours = await run_alone(new(Ours), question())
     assert ours == theirs
     assert VADState.SPEAKING in ours and ours[-1] == VADState.QUIET
-    assert np.allclose(analyzer._model._state, their_model_state, atol=1e-5)
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 8000])
+async def test_two_interleaved_calls_each_get_pipecats_confidences(sample_rate):
+    """Two calls scored in the same batches, window for window, keep apart what each heard."""
+    audios = [conversation(sample_rate), question(sample_rate) + question(sample_rate)]
+    length = max(map(len, audios))
+    audios = [audio + bytes(length - len(audio)) for audio in audios]
+    references = [new(PipecatReference, sample_rate) for _ in audios]
+    expected = [
+        await run_alone(ref, audio, sample_rate) for ref, audio in zip(references, audios, strict=True)
+    ]
+
+    calls = [new(Ours, sample_rate) for _ in audios]
+    states: list[list[VADState]] = [[] for _ in calls]
+    batcher = SileroBatcher.for_running_loop(silero_session())
+    runs, windows = batcher.runs, batcher.windows
+    for pair in zip(*(frames(audio, sample_rate) for audio in audios), strict=True):
+        results = await asyncio.gather(*(call.analyze_audio(f) for call, f in zip(calls, pair, strict=True)))
+        for call_states, state in zip(states, results, strict=True):
+            call_states.append(state)
+
+    assert batcher.runs - runs < batcher.windows - windows  # the calls' windows went through together
+    for call, reference, ours, theirs in zip(calls, references, states, expected, strict=True):
+        assert len(call.confidences) == len(reference.confidences) > 100
+        np.testing.assert_allclose(call.confidences, reference.confidences, atol=1e-5)
+        assert ours == theirs
+        assert VADState.SPEAKING in ours
 
 
 async def test_concurrent_calls_share_one_inference_but_keep_their_own_state():
     audios = [
-        QUESTION,
+        question(),
         silence_pcm16(0.3) + speech_pcm16("Hello there, how are you today?") + silence_pcm16(1.2),
-        silence_pcm16(len(QUESTION) / 32000),
+        silence_pcm16(len(question()) / 32000),
     ]
     audios = [a[: min(map(len, audios))] for a in audios]
-    analyzers = [new_shared() for _ in audios]
-    assert analyzers[0]._model.session is analyzers[1]._model.session
+    analyzers = [new(Ours) for _ in audios]
     batcher = SileroBatcher.for_running_loop(silero_session())
     runs, windows = batcher.runs, batcher.windows
 
-    states = await asyncio.gather(
-        *(shared_states(a, audio) for a, audio in zip(analyzers, audios, strict=True))
-    )
+    states = await asyncio.gather(*(run_alone(a, audio) for a, audio in zip(analyzers, audios, strict=True)))
 
     for ours, audio in zip(states, audios, strict=True):
-        assert ours == pipecat_states(audio)[0]
+        assert ours == await run_alone(new(PipecatReference), audio)
     assert VADState.SPEAKING in states[0] and VADState.SPEAKING not in states[2]
     scored = batcher.windows - windows
     assert scored >= 3 * (len(audios[0]) // 1024 - 1)

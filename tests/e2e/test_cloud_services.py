@@ -3,6 +3,9 @@ against local fakes that speak their wire protocols, including their failures.""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
 from processors.moonshine_stt import MoonshineTranscriber
@@ -10,7 +13,7 @@ from tests.fakes.deepgram_server import DeepgramBehaviour, FakeDeepgramServer
 from tests.fakes.openai_server import FakeOpenAIServer, LLMBehaviour
 from tests.support.pipecat_client import PipecatWebsocketClient
 from tests.support.server import ServerProcess
-from tests.support.speech import speech_pcm16, word_error_rate
+from tests.support.speech import speech_pcm16, word_error_rate, words
 
 QUESTION = "What is the capital of France?"
 FOLLOW_UP = "And what about Spain?"
@@ -109,8 +112,37 @@ async def test_stt_drop_mid_utterance_loses_no_audio(cloud_server, fakes, sessio
         m["data"]["text"] for m in client.received.rtvi("user-transcription") if m["data"]["final"]
     ]
     assert len(deepgram.listens) - connections_before == 2, "the drop forced exactly one reconnect"
-    assert word_error_rate(QUESTION, " ".join(transcripts)) <= MAX_WER, transcripts
+    assert words(" ".join(transcripts)) == words(QUESTION), transcripts
     cloud_server.wait_for_log(r"replayed [\d.]+s of audio after reconnecting", start=session)
+
+
+async def test_stt_reconnect_transcribes_every_word_and_sends_the_finalize_it_owes(
+    cloud_server, fakes, session
+):
+    """Deepgram drops mid-question and takes the reconnect only after the user stopped speaking:
+    the audio of both sides of the gap is replayed and the Finalize due in the gap is sent."""
+    deepgram, _ = fakes
+    reconnect = threading.Event()
+    deepgram.behaviour.drop_listen_after_speech_secs = 0.5
+    deepgram.behaviour.reconnect_gate = reconnect
+    connections_before = len(deepgram.listens)
+    async with PipecatWebsocketClient(f"{cloud_server.ws_url}/ws") as client:
+        client.say(speech_pcm16(QUESTION))
+        await client.wait_for(lambda r: client.last_speech_sent_at, 15, "the question to be sent")
+        await asyncio.sleep(1.0)  # the server's VAD (0.2 s stop) hears the question end meanwhile
+        assert len(deepgram.listens) - connections_before == 1, "reconnected before the gate opened"
+        reconnect.set()
+        await client.wait_for(
+            lambda r: "Paris is the capital of France." in llm_text(client), 30, "the reply"
+        )
+    transcripts = [
+        m["data"]["text"] for m in client.received.rtvi("user-transcription") if m["data"]["final"]
+    ]
+    assert words(" ".join(transcripts)) == words(QUESTION), transcripts
+    dropped, resumed = deepgram.listens[connections_before:]
+    assert "Finalize" not in dropped.messages and "Finalize" in resumed.messages
+    cloud_server.wait_for_log(r"replayed [\d.]+s of audio after reconnecting", start=session)
+    cloud_server.wait_for_log(r"sent the Finalize owed since the user stopped speaking", start=session)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ class DeepgramBehaviour:
 
     api_key: str = "test-key"  # anything else is rejected with HTTP 401 at the handshake
     drop_listen_after_speech_secs: float | None = None  # close 1011 mid-utterance, once
+    reconnect_gate: threading.Event | None = None  # after that drop, hold new handshakes until set
     fail_next_speaks: int = 0  # close the TTS socket with 1011 on this many next Speak messages
     tts_seconds_per_char: float = 0.05
 
@@ -56,6 +58,15 @@ class FakeDeepgramServer(BackgroundServer):
         self.speak_texts: list[str] = []
         self.rejected = 0
         self._transcriber = transcriber
+
+    @property
+    def behaviour(self) -> DeepgramBehaviour:
+        return self._behaviour
+
+    @behaviour.setter
+    def behaviour(self, behaviour: DeepgramBehaviour) -> None:
+        """New behaviours (one per test) may drop a connection again."""
+        self._behaviour = behaviour
         self._dropped_once = False
 
     async def serve(self):
@@ -74,7 +85,10 @@ class FakeDeepgramServer(BackgroundServer):
 
         return shutdown
 
-    def _authorise(self, connection: ServerConnection, request) -> Response | None:
+    async def _authorise(self, connection: ServerConnection, request) -> Response | None:
+        gate = self.behaviour.reconnect_gate
+        while self._dropped_once and gate is not None and not gate.is_set():
+            await asyncio.sleep(0.01)
         if request.headers.get("Authorization") != f"Token {self.behaviour.api_key}":
             self.rejected += 1
             body = json.dumps({"err_code": "INVALID_AUTH", "err_msg": "Invalid credentials."}).encode()

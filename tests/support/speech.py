@@ -32,13 +32,14 @@ def silence_pcm16(seconds: float, sample_rate: int = 16000) -> bytes:
     return bytes(2 * int(seconds * sample_rate))
 
 
-def _words(text: str) -> list[str]:
+def words(text: str) -> list[str]:
+    """The words of `text`, lower-cased, without punctuation."""
     return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
     """Word-level edit distance divided by the reference length."""
-    ref, hyp = _words(reference), _words(hypothesis)
+    ref, hyp = words(reference), words(hypothesis)
     distances = list(range(len(hyp) + 1))
     for i, ref_word in enumerate(ref, 1):
         previous, distances[0] = distances[0], i
