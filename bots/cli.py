@@ -10,7 +10,7 @@ import sys
 from loguru import logger
 
 from bots.logging_setup import configure_logging
-from pipeline.settings import Settings, SettingsError, load_settings
+from pipeline.settings import Settings, SettingsError, deprecated_names, load_settings
 
 
 def share_with_workers(settings: Settings, host: str, port: int) -> None:
@@ -21,15 +21,26 @@ def share_with_workers(settings: Settings, host: str, port: int) -> None:
         os.environ["VOICEBOT_SESSION_SECRET"] = secrets.token_hex(32)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _configured_settings(*, log_format: bool = True) -> Settings | None:
+    """The validated settings with logging set up and one warning per old setting name in use;
+    None, after one line on stderr, when they are invalid."""
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
+        return None
+    configure_logging(settings.log_level, settings.log_format if log_format else "text")
+    for line in deprecated_names(dict(os.environ)):
+        logger.warning(line)
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _configured_settings()
+    if settings is None:
         return 2
     host = args.host or settings.host
     port = args.port or settings.port
-    configure_logging(settings.log_level, settings.log_format)
 
     import uvicorn
 
@@ -82,12 +93,9 @@ def _local(args: argparse.Namespace) -> int:
             print(f"voicebot local: {e}", file=sys.stderr)
             return 2
         return 0
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"voicebot: {exc}", file=sys.stderr)
+    settings = _configured_settings(log_format=False)
+    if settings is None:
         return 2
-    configure_logging(settings.log_level)
     return main_local(settings, input_device=args.input_device, output_device=args.output_device)
 
 

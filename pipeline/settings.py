@@ -13,7 +13,8 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from dotenv import dotenv_values
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SpeechProvider = Literal["auto", "deepgram", "openai", "local"]  # for STT and TTS alike
@@ -30,6 +31,29 @@ DEFAULT_SYSTEM_PROMPT = (
 OWNED_PREFIXES = (
     "VOICEBOT_", "STT_", "LLM_", "TTS_", "BOT_", "VAD_", "DEEPGRAM_", "OPENAI_", "LOCAL_LLM_", "TWILIO_",
 )  # fmt: skip
+
+
+# Names of settings before every name of ours started with VOICEBOT_: still read, with a warning.
+RENAMED = {
+    "STT_PROVIDER": "VOICEBOT_STT_PROVIDER",
+    "LLM_PROVIDER": "VOICEBOT_LLM_PROVIDER",
+    "TTS_PROVIDER": "VOICEBOT_TTS_PROVIDER",
+    "LOCAL_LLM_MODEL": "VOICEBOT_LOCAL_LLM_MODEL",
+    "LOCAL_LLM_CONTEXT": "VOICEBOT_LOCAL_LLM_CONTEXT",
+    "LOCAL_LLM_THREADS": "VOICEBOT_LOCAL_LLM_THREADS",
+    "LOCAL_LLM_MAX_TOKENS": "VOICEBOT_LOCAL_LLM_MAX_TOKENS",
+    "BOT_SYSTEM_PROMPT": "VOICEBOT_SYSTEM_PROMPT",
+    "BOT_GREETING": "VOICEBOT_GREETING",
+    "VAD_STOP_SECS": "VOICEBOT_VAD_STOP_SECS",
+    "LLM_STALL_SECS": "VOICEBOT_LLM_STALL_SECS",
+    "BOT_APOLOGY": "VOICEBOT_APOLOGY",
+}
+OLD_NAMES = {new: old for old, new in RENAMED.items()}
+
+
+def renamed(name: str) -> str | AliasChoices:
+    """The environment name of a setting, and its old name if it had one (still accepted)."""
+    return AliasChoices(name, OLD_NAMES[name]) if name in OLD_NAMES else name
 
 
 class SettingsError(ValueError):
@@ -55,9 +79,9 @@ class Settings(BaseSettings):
     )
 
     # Service selection
-    stt_provider: SpeechProvider = Field("auto", validation_alias="STT_PROVIDER")
-    llm_provider: LLMProvider = Field("auto", validation_alias="LLM_PROVIDER")
-    tts_provider: SpeechProvider = Field("auto", validation_alias="TTS_PROVIDER")
+    stt_provider: SpeechProvider = Field("auto", validation_alias=renamed("VOICEBOT_STT_PROVIDER"))
+    llm_provider: LLMProvider = Field("auto", validation_alias=renamed("VOICEBOT_LLM_PROVIDER"))
+    tts_provider: SpeechProvider = Field("auto", validation_alias=renamed("VOICEBOT_TTS_PROVIDER"))
 
     # Deepgram
     deepgram_api_key: SecretStr | None = Field(None, validation_alias="DEEPGRAM_API_KEY")
@@ -104,20 +128,26 @@ class Settings(BaseSettings):
     twilio_api_base_url: str = Field("https://api.twilio.com", validation_alias="TWILIO_API_BASE_URL")
 
     # Embedded offline stack
-    local_llm_model: Path | None = Field(None, validation_alias="LOCAL_LLM_MODEL")
-    local_llm_context: int = Field(2048, ge=512, le=32768, validation_alias="LOCAL_LLM_CONTEXT")
-    local_llm_threads: int = Field(2, ge=1, le=64, validation_alias="LOCAL_LLM_THREADS")
-    local_llm_max_tokens: int = Field(60, ge=8, le=4096, validation_alias="LOCAL_LLM_MAX_TOKENS")
+    local_llm_model: Path | None = Field(None, validation_alias=renamed("VOICEBOT_LOCAL_LLM_MODEL"))
+    local_llm_context: int = Field(
+        2048, ge=512, le=32768, validation_alias=renamed("VOICEBOT_LOCAL_LLM_CONTEXT")
+    )
+    local_llm_threads: int = Field(2, ge=1, le=64, validation_alias=renamed("VOICEBOT_LOCAL_LLM_THREADS"))
+    local_llm_max_tokens: int = Field(
+        60, ge=8, le=4096, validation_alias=renamed("VOICEBOT_LOCAL_LLM_MAX_TOKENS")
+    )
 
     # The bot
-    bot_system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, validation_alias="BOT_SYSTEM_PROMPT")
-    bot_greeting: str = Field("Hello! How can I help you today?", validation_alias="BOT_GREETING")
-    vad_stop_secs: float = Field(0.2, gt=0.0, le=5.0, validation_alias="VAD_STOP_SECS")
-    llm_stall_secs: float = Field(8.0, gt=0.0, le=300.0, validation_alias="LLM_STALL_SECS")
+    bot_system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, validation_alias=renamed("VOICEBOT_SYSTEM_PROMPT"))
+    bot_greeting: str = Field(
+        "Hello! How can I help you today?", validation_alias=renamed("VOICEBOT_GREETING")
+    )
+    vad_stop_secs: float = Field(0.2, gt=0.0, le=5.0, validation_alias=renamed("VOICEBOT_VAD_STOP_SECS"))
+    llm_stall_secs: float = Field(8.0, gt=0.0, le=300.0, validation_alias=renamed("VOICEBOT_LLM_STALL_SECS"))
     bot_apology: str = Field(
         "Sorry, I'm having trouble answering right now. Could you say that again?",
         min_length=1,
-        validation_alias="BOT_APOLOGY",
+        validation_alias=renamed("VOICEBOT_APOLOGY"),
     )
 
     # Ending sessions (0 turns a timeout off)
@@ -135,9 +165,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _explicit_providers_have_credentials(self) -> Settings:
         """An explicitly chosen cloud service without its key would fail on the first call; fail now."""
+        speech_keys = {"deepgram": "DEEPGRAM_API_KEY", "openai": "OPENAI_API_KEY"}
         needs = {
-            "STT_PROVIDER": (self.stt_provider, {"deepgram": "DEEPGRAM_API_KEY", "openai": "OPENAI_API_KEY"}),
-            "TTS_PROVIDER": (self.tts_provider, {"deepgram": "DEEPGRAM_API_KEY", "openai": "OPENAI_API_KEY"}),
+            "VOICEBOT_STT_PROVIDER": (self.stt_provider, speech_keys),
+            "VOICEBOT_TTS_PROVIDER": (self.tts_provider, speech_keys),
         }
         keys = {"DEEPGRAM_API_KEY": self.deepgram_api_key, "OPENAI_API_KEY": self.openai_api_key}
         for variable, (choice, required) in needs.items():
@@ -145,7 +176,7 @@ class Settings(BaseSettings):
             if key_name and not keys[key_name]:
                 raise ValueError(f"{variable}={choice} needs {key_name}")
         if self.llm_provider == "openai" and not (self.openai_api_key or self.openai_base_url):
-            raise ValueError("LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL")
+            raise ValueError("VOICEBOT_LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL")
         if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):
             raise ValueError(f"VOICEBOT_PUBLIC_URL={self.public_url} must start with http:// or https://")
         try:
@@ -153,7 +184,7 @@ class Settings(BaseSettings):
         except ValueError as e:
             raise ValueError(f"VOICEBOT_TRUSTED_PROXIES={self.trusted_proxies}: {e}") from e
         if self.local_llm_model is not None and not self.local_llm_model.is_file():
-            raise ValueError(f"LOCAL_LLM_MODEL={self.local_llm_model} is not a file")
+            raise ValueError(f"VOICEBOT_LOCAL_LLM_MODEL={self.local_llm_model} is not a file")
         return self
 
 
@@ -162,8 +193,25 @@ def trusted_networks(spec: str) -> list[IPv4Network | IPv6Network]:
     return [ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip()]
 
 
+def _env_name(field) -> str:
+    alias = field.validation_alias
+    return str(alias.choices[0] if isinstance(alias, AliasChoices) else alias)
+
+
 def _setting_names() -> list[str]:
-    return [str(field.validation_alias) for field in Settings.model_fields.values()]
+    """Every environment name the settings read: the current ones, then the old ones."""
+    return [_env_name(field) for field in Settings.model_fields.values()] + list(RENAMED)
+
+
+def deprecated_names(environ: dict[str, str], env_file: str | Path | None = ".env") -> list[str]:
+    """One line per old setting name in use (environment or `.env`), naming its new name."""
+    in_file = dotenv_values(env_file) if env_file and Path(env_file).is_file() else {}
+    used = {name.upper() for name in (*environ, *in_file)}
+    return [
+        f"{old} is deprecated: use {new} (the old name still works for now)"
+        for old, new in RENAMED.items()
+        if old in used
+    ]
 
 
 def _misspelt_variables(environ: dict[str, str]) -> list[str]:
