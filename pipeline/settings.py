@@ -67,9 +67,16 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="forbid",
-        populate_by_name=True,
+        # Only the names above are read: with field names too, `PORT`, `HOST` or `GOODBYE` set
+        # for something else in the environment would quietly configure the server.
+        populate_by_name=False,
         case_sensitive=False,
     )
+
+    @classmethod
+    def from_fields(cls, **values) -> Settings:
+        """Settings given by field name (tests, tools); the environment still fills the rest."""
+        return cls(**{_env_name(cls.model_fields[name]): value for name, value in values.items()})
 
     # Server
     host: str = Field("127.0.0.1", validation_alias="VOICEBOT_HOST")

@@ -17,7 +17,7 @@ class Clock:
 
 
 def access(bind_host: str = "127.0.0.1", clock: Clock | None = None, **settings) -> Access:
-    return Access(Settings(**settings), bind_host=bind_host, clock=clock or Clock())
+    return Access(Settings.from_fields(**settings), bind_host=bind_host, clock=clock or Clock())
 
 
 def test_loopback_without_keys_asks_nothing(clean_env):

@@ -6,7 +6,14 @@ import os
 
 import pytest
 
-from pipeline.settings import RENAMED, SettingsError, _setting_names, deprecated_names, load_settings
+from pipeline.settings import (
+    RENAMED,
+    Settings,
+    SettingsError,
+    _setting_names,
+    deprecated_names,
+    load_settings,
+)
 
 
 def test_defaults_run_offline_on_loopback(clean_env):
@@ -124,3 +131,12 @@ def test_every_setting_of_ours_starts_with_voicebot():
     vendors = ("DEEPGRAM_", "OPENAI_", "TWILIO_")
     names = [name for name in _setting_names() if name not in RENAMED]
     assert [name for name in names if not name.startswith(("VOICEBOT_", *vendors))] == []
+
+
+def test_names_without_our_prefix_configure_nothing(clean_env):
+    """A `PORT`, `HOST` or `GOODBYE` set for another program is not a setting of ours."""
+    clean_env.setenv("HOST", "0.0.0.0")
+    clean_env.setenv("PORT", "9001")
+    clean_env.setenv("GOODBYE", "Laters")
+    settings = load_settings()
+    assert (settings.host, settings.port, settings.goodbye) == ("127.0.0.1", 8000, Settings().goodbye)

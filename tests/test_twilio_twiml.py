@@ -30,13 +30,13 @@ from transports.twilio import (
     ],
 )
 def test_stream_url(clean_env, public_url, host, scheme, expected):
-    settings = Settings(public_url=public_url)
+    settings = Settings.from_fields(public_url=public_url)
     assert stream_url(settings, host, scheme) == expected
 
 
 def test_webhook_url_behind_a_proxy(clean_env):
     assert webhook_url(
-        Settings(public_url="https://voice.example.com"), "http://10.0.0.5:8000/twilio/voice"
+        Settings.from_fields(public_url="https://voice.example.com"), "http://10.0.0.5:8000/twilio/voice"
     ) == ("https://voice.example.com/twilio/voice")
     assert (
         webhook_url(Settings(), "http://127.0.0.1:8000/twilio/voice") == "http://127.0.0.1:8000/twilio/voice"
@@ -56,8 +56,8 @@ def test_twiml_escapes_parameters():
 def test_only_twilio_shaped_ids_of_our_account_pass(clean_env):
     ours = "AC" + "ab" * 16
     assert valid_sids(Settings(), "CA" + "0f" * 16, ours)
-    assert valid_sids(Settings(twilio_account_sid=ours), "CA" + "0f" * 16, ours)
-    assert not valid_sids(Settings(twilio_account_sid=ours), "CA" + "0f" * 16, "AC" + "cd" * 16)
+    assert valid_sids(Settings.from_fields(twilio_account_sid=ours), "CA" + "0f" * 16, ours)
+    assert not valid_sids(Settings.from_fields(twilio_account_sid=ours), "CA" + "0f" * 16, "AC" + "cd" * 16)
     for call in (
         "../Conferences/CF" + "0" * 32,
         "CA" + "0" * 31,
