@@ -29,7 +29,7 @@ from tests.support.speech import speech_pcm16
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 UTTERANCE = "What time does the museum open tomorrow morning?"  # 2.5 s; smart-turn: complete
-VAD_STOP_SECS = 0.2  # the stop window both servers use; the fakes add no delay
+VOICEBOT_VAD_STOP_SECS = 0.2  # the stop window both servers use; the fakes add no delay
 WARMUP_SECS = 8.0
 # Answered, but seconds late, is not real time: the reference notes' baseline broke with "replies
 # 3+ s late" while loop lag stayed low. A point holds only if replies stay prompt too.
@@ -52,7 +52,7 @@ class Server:
         self.env = {
             **keep,
             **cloud,
-            "BOT_GREETING": "", "VOICEBOT_LOG_LEVEL": "WARNING",
+            "VOICEBOT_GREETING": "", "VOICEBOT_LOG_LEVEL": "WARNING",
             "VOICEBOT_IDLE_TIMEOUT_SECS": "0", "VOICEBOT_SILENCE_TIMEOUT_SECS": "0",
             "VOICEBOT_MAX_SESSIONS": "1000",  # measure capacity, not our admission limit
         }  # fmt: skip
@@ -171,7 +171,7 @@ def vad_decision_secs(speech: bytes) -> float:
     from pipecat.audio.vad.silero import SileroVADAnalyzer
     from pipecat.audio.vad.vad_analyzer import VADParams, VADState
 
-    analyzer = SileroVADAnalyzer(params=VADParams(stop_secs=VAD_STOP_SECS))
+    analyzer = SileroVADAnalyzer(params=VADParams(stop_secs=VOICEBOT_VAD_STOP_SECS))
     analyzer.set_sample_rate(16000)
     audio, frame = speech + bytes(32000 * 2), 640
     states = [analyzer._run_analyzer(audio[i : i + frame]) for i in range(0, len(audio), frame)]

@@ -21,7 +21,7 @@ _SETTINGS_TO_CHECK = {
     ("stt", "openai"): "OPENAI_API_KEY (and OPENAI_BASE_URL)",
     ("llm", "openai"): "OPENAI_API_KEY, OPENAI_BASE_URL and OPENAI_MODEL",
     ("tts", "openai"): "OPENAI_API_KEY (and OPENAI_BASE_URL)",
-    ("llm", "local"): "LOCAL_LLM_MODEL, or the local LLM server's log",
+    ("llm", "local"): "VOICEBOT_LOCAL_LLM_MODEL, or the local LLM server's log",
 }
 
 

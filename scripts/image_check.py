@@ -282,7 +282,7 @@ def main() -> int:
         # The rest of the offline stack (llama.cpp, Piper, Silero) is still the image's own.
         fake_deepgram = FakeDeepgramServer(CannedTranscriber()).start()
         stt_env = {
-            "STT_PROVIDER": "deepgram", "TTS_PROVIDER": "local",
+            "VOICEBOT_STT_PROVIDER": "deepgram", "VOICEBOT_TTS_PROVIDER": "local",
             "DEEPGRAM_API_KEY": fake_deepgram.behaviour.api_key, "DEEPGRAM_BASE_URL": fake_deepgram.base_url,
         }  # fmt: skip
         print(

@@ -16,9 +16,12 @@ from pipeline.settings import load_settings
         ({"OPENAI_API_KEY": "sk"}, ("local", "openai", "openai")),
         ({"DEEPGRAM_API_KEY": "dg", "OPENAI_API_KEY": "sk"}, ("deepgram", "openai", "deepgram")),
         ({"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"}, ("local", "openai", "local")),
-        ({"DEEPGRAM_API_KEY": "dg", "STT_PROVIDER": "local", "TTS_PROVIDER": "local"}, ("local",) * 3),
-        ({"OPENAI_API_KEY": "sk", "LLM_PROVIDER": "local"}, ("local", "local", "openai")),
-        ({"DEEPGRAM_API_KEY": "dg", "OPENAI_API_KEY": "sk", "TTS_PROVIDER": "openai"},
+        (
+            {"DEEPGRAM_API_KEY": "dg", "VOICEBOT_STT_PROVIDER": "local", "VOICEBOT_TTS_PROVIDER": "local"},
+            ("local",) * 3,
+        ),
+        ({"OPENAI_API_KEY": "sk", "VOICEBOT_LLM_PROVIDER": "local"}, ("local", "local", "openai")),
+        ({"DEEPGRAM_API_KEY": "dg", "OPENAI_API_KEY": "sk", "VOICEBOT_TTS_PROVIDER": "openai"},
          ("deepgram", "openai", "openai")),
     ],
 )  # fmt: skip

@@ -12,7 +12,7 @@ from tests.support.server import ServerProcess
 @pytest.fixture(scope="module")
 def offline_server():
     """One real `voicebot serve` on the offline stack for a test module (models load once)."""
-    server = ServerProcess(env={"BOT_GREETING": "Hello! How can I help you today?"}).start()
+    server = ServerProcess(env={"VOICEBOT_GREETING": "Hello! How can I help you today?"}).start()
     yield server
     server.stop()
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's ch
 def page_server():
     llm = FakeOpenAIServer(LLMBehaviour(reply=REPLY)).start()
     env = {
-        "BOT_GREETING": "",
+        "VOICEBOT_GREETING": "",
         "OPENAI_BASE_URL": llm.base_url,
         "VOICEBOT_SILENCE_TIMEOUT_SECS": "4",
         "VOICEBOT_SILENCE_PROMPTS": "0",

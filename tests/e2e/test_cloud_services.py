@@ -38,8 +38,8 @@ def cloud_server(fakes):
         "DEEPGRAM_BASE_URL": deepgram.base_url,
         "OPENAI_API_KEY": "sk-test",
         "OPENAI_BASE_URL": openai.base_url,
-        "BOT_GREETING": "",
-        "LLM_STALL_SECS": "2",
+        "VOICEBOT_GREETING": "",
+        "VOICEBOT_LLM_STALL_SECS": "2",
         "VOICEBOT_SILENCE_TIMEOUT_SECS": "0",
     }
     server = ServerProcess(env=env).start()
@@ -150,7 +150,7 @@ async def test_stt_reconnect_transcribes_every_word_and_sends_the_finalize_it_ow
     [
         (LLMBehaviour(status=429), 2),
         (LLMBehaviour(status=500), 2),
-        (LLMBehaviour(stall_after_tokens=0, stall_secs=5), 2),  # no token for LLM_STALL_SECS
+        (LLMBehaviour(stall_after_tokens=0, stall_secs=5), 2),  # no token for VOICEBOT_LLM_STALL_SECS
         (LLMBehaviour(drop_after_tokens=2), 1),  # words already spoken: no retry
     ],
     ids=["429", "500", "stall", "drop-mid-stream"],

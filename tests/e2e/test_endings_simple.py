@@ -21,7 +21,7 @@ OUTPUT_RATE = 24000
 @pytest.fixture(scope="module")
 def server(llm):
     env = {
-        "BOT_GREETING": "",
+        "VOICEBOT_GREETING": "",
         "OPENAI_BASE_URL": llm.base_url,
         "VOICEBOT_GOODBYE": GOODBYE,
         "VOICEBOT_IDLE_TIMEOUT_SECS": "2",

@@ -82,7 +82,7 @@ async def fuzz_round(server: ServerProcess, rng: random.Random, connections: int
 
 async def test_garbage_never_hurts_the_server_or_a_good_session(llm):
     env = {
-        "BOT_GREETING": "",
+        "VOICEBOT_GREETING": "",
         "OPENAI_BASE_URL": llm.base_url,
         "VOICEBOT_MAX_MESSAGE_BYTES": str(1024 * 1024),
         "VOICEBOT_MAX_SESSIONS": "100",

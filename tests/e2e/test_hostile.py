@@ -92,7 +92,7 @@ async def simple_ready(url: str, **options) -> bool:
 def public_server(llm, twilio_api, tmp_path_factory):
     transcripts = tmp_path_factory.mktemp("transcripts")
     env = {
-        "BOT_GREETING": "",
+        "VOICEBOT_GREETING": "",
         "OPENAI_BASE_URL": llm.base_url,
         "VOICEBOT_API_KEYS": KEY,
         "VOICEBOT_ANONYMOUS_PAGE_TOKENS": "true",
@@ -115,7 +115,7 @@ def public_server(llm, twilio_api, tmp_path_factory):
 def private_server(llm):
     """The laptop default: loopback, no keys, no Twilio token; two sessions at most."""
     server = ServerProcess(
-        env={"BOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_MAX_SESSIONS": "2"}
+        env={"VOICEBOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_MAX_SESSIONS": "2"}
     ).start()
     yield server
     server.stop()
@@ -132,7 +132,7 @@ def caller(server: ServerProcess, n: int) -> TwilioCaller:
 
 async def test_1_a_public_server_without_a_twilio_token_takes_no_calls(llm):
     server = ServerProcess(
-        env={"BOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_API_KEYS": KEY}, host=PUBLIC
+        env={"VOICEBOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_API_KEYS": KEY}, host=PUBLIC
     ).start()
     try:
         form = {"CallSid": call_sid(1), "AccountSid": ACCOUNT_SID, "From": "+1", "To": "+2"}
@@ -180,7 +180,7 @@ async def test_2_anonymous_page_tokens_are_rate_limited_per_address(public_serve
 async def test_3_workers_on_a_public_bind_require_credentials_and_share_tokens(llm):
     server = ServerProcess(
         env={
-            "BOT_GREETING": "",
+            "VOICEBOT_GREETING": "",
             "OPENAI_BASE_URL": llm.base_url,
             "VOICEBOT_API_KEYS": KEY,
             "VOICEBOT_MAX_SESSIONS": "8",
@@ -347,7 +347,7 @@ async def test_10_forged_call_ids_and_replayed_streams_hang_up_nobody(public_ser
 async def test_10_a_signed_call_with_a_real_callsid_is_hung_up_after_its_goodbye(public_server, twilio_api):
     server = ServerProcess(
         env={
-            "BOT_GREETING": "",
+            "VOICEBOT_GREETING": "",
             "VOICEBOT_API_KEYS": KEY,
             "VOICEBOT_SILENCE_TIMEOUT_SECS": "1",
             "VOICEBOT_SILENCE_PROMPTS": "0",
@@ -437,7 +437,7 @@ async def flood(url: str, until: float, workers: int = 20) -> int:
 
 async def test_fairness_a_flood_from_one_address_leaves_another_callers_latency_and_memory(llm):
     llm.behaviour = LLMBehaviour(reply=REPLY)
-    env = {"BOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_API_KEYS": KEY,
+    env = {"VOICEBOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_API_KEYS": KEY,
            "VOICEBOT_SILENCE_TIMEOUT_SECS": "0"}  # fmt: skip
     server = ServerProcess(env=env, host=PUBLIC).start()
     good = {"additional_headers": {"X-API-Key": KEY}, "local_addr": ("127.0.0.3", 0)}

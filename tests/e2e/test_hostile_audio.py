@@ -45,7 +45,11 @@ def transcriber():
 def server(llm, transcriber):
     """The cheapest stack that runs the whole path: Deepgram and OpenAI fakes (no local models)."""
     deepgram = FakeDeepgramServer(transcriber).start()
-    quiet = {"BOT_GREETING": "", "VOICEBOT_SILENCE_TIMEOUT_SECS": "0", "VOICEBOT_IDLE_TIMEOUT_SECS": "60"}
+    quiet = {
+        "VOICEBOT_GREETING": "",
+        "VOICEBOT_SILENCE_TIMEOUT_SECS": "0",
+        "VOICEBOT_IDLE_TIMEOUT_SECS": "60",
+    }
     server = ServerProcess(env={**quiet, **fake_services_env(deepgram.base_url, llm.base_url)}).start()
     yield server
     server.stop()

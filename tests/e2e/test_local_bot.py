@@ -125,7 +125,7 @@ def test_the_local_bot_hears_answers_and_ends_on_silence(audio, llm, tmp_path):
     env = {
         **audio.env,
         "OPENAI_BASE_URL": llm.base_url,
-        "BOT_GREETING": GREETING,
+        "VOICEBOT_GREETING": GREETING,
         "VOICEBOT_SILENCE_TIMEOUT_SECS": "3",
         "VOICEBOT_SILENCE_PROMPTS": "0",
         "VOICEBOT_LOG_LEVEL": "WARNING",
@@ -151,7 +151,7 @@ def test_the_local_bot_hears_answers_and_ends_on_silence(audio, llm, tmp_path):
 
 
 def test_ctrl_c_says_goodbye_and_exits_cleanly(audio, llm, tmp_path):
-    env = {**audio.env, "OPENAI_BASE_URL": llm.base_url, "BOT_GREETING": GREETING,
+    env = {**audio.env, "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_GREETING": GREETING,
            "VOICEBOT_GOODBYE": "Goodbye for now!", "VOICEBOT_LOG_LEVEL": "WARNING"}  # fmt: skip
     bot = start_local_bot(env, tmp_path)
     lines: list[str] = []

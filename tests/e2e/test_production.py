@@ -38,7 +38,7 @@ def get(url: str) -> tuple[int, dict | str]:
 async def test_a_full_server_refuses_with_1013_and_says_so_everywhere(llm):
     twilio = FakeTwilioAPI().start()
     server = ServerProcess(
-        env={"BOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_MAX_SESSIONS": "1"}
+        env={"VOICEBOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url, "VOICEBOT_MAX_SESSIONS": "1"}
     ).start()
     try:
         assert get(f"{server.base_url}/readyz")[0] == 200
@@ -71,7 +71,7 @@ async def test_a_full_server_refuses_with_1013_and_says_so_everywhere(llm):
 async def test_sigterm_says_goodbye_to_every_caller_then_exits_cleanly(llm, workers):
     twilio = FakeTwilioAPI().start()
     env = {
-        "BOT_GREETING": "",
+        "VOICEBOT_GREETING": "",
         "OPENAI_BASE_URL": llm.base_url,
         "VOICEBOT_GOODBYE": GOODBYE,
         "VOICEBOT_MAX_SESSIONS": "4",  # three sessions at once: more than the offline stack's default
@@ -113,7 +113,7 @@ async def test_sigterm_says_goodbye_to_every_caller_then_exits_cleanly(llm, work
 
 
 async def test_turn_latency_reaches_the_metrics(llm):
-    server = ServerProcess(env={"BOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url}).start()
+    server = ServerProcess(env={"VOICEBOT_GREETING": "", "OPENAI_BASE_URL": llm.base_url}).start()
     try:
         async with PipecatWebsocketClient(f"{server.ws_url}/ws") as client:
             client.say(speech_pcm16("What is the capital of France?"))

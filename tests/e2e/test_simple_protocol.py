@@ -28,7 +28,7 @@ def deepgram():
     server.stop()
 
 
-BASE_ENV = {"BOT_GREETING": "", "VOICEBOT_SILENCE_TIMEOUT_SECS": "0", "VOICEBOT_IDLE_TIMEOUT_SECS": "30"}
+BASE_ENV = {"VOICEBOT_GREETING": "", "VOICEBOT_SILENCE_TIMEOUT_SECS": "0", "VOICEBOT_IDLE_TIMEOUT_SECS": "30"}
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ def start_server():
     servers: list[ServerProcess] = []
 
     def start(**env: str) -> ServerProcess:
-        base = {"BOT_GREETING": "", "VOICEBOT_GOODBYE": GOODBYE, "VOICEBOT_SILENCE_PROMPT": PROMPT}
+        base = {"VOICEBOT_GREETING": "", "VOICEBOT_GOODBYE": GOODBYE, "VOICEBOT_SILENCE_PROMPT": PROMPT}
         server = ServerProcess(env={**base, **env}).start()
         servers.append(server)
         return server
@@ -119,7 +119,7 @@ async def test_user_speech_after_the_prompt_resets_the_escalation(start_server):
 
 async def test_max_duration_ends_with_its_reason(start_server):
     server = start_server(
-        BOT_GREETING="Hello! How can I help you today?",
+        VOICEBOT_GREETING="Hello! How can I help you today?",
         VOICEBOT_MAX_SESSION_SECS="4",
         VOICEBOT_IDLE_TIMEOUT_SECS="0",
         VOICEBOT_SILENCE_TIMEOUT_SECS="0",

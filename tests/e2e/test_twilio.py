@@ -25,7 +25,7 @@ GOODBYE = "Thanks for calling. Goodbye!"
 @pytest.fixture(scope="module")
 def phone_server(twilio_api, llm):
     env = {
-        "BOT_GREETING": "",
+        "BOT_GREETING": "",  # an old name: still read, with a warning (test below)
         "OPENAI_BASE_URL": llm.base_url,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
@@ -146,3 +146,8 @@ async def test_bad_signatures_are_refused_on_the_webhook_and_the_stream(phone_se
             async with connect(stream, additional_headers=headers):
                 pass
         assert refused.value.response.status_code == 403
+
+
+def test_an_old_setting_name_still_works_with_one_warning_line(phone_server):
+    lines = [line for line in phone_server.log().splitlines() if "BOT_GREETING is deprecated" in line]
+    assert len(lines) == 1 and "use VOICEBOT_GREETING" in lines[0]
