@@ -134,7 +134,7 @@ def test_the_local_bot_hears_answers_and_ends_on_silence(audio, llm, tmp_path):
     lines: list[str] = []
     try:
         wait_for_line(bot, f"Bot: {GREETING}", lines, timeout=60)
-        time.sleep(3)  # let the greeting play
+        wait_for_line(bot, "[listening]", lines, timeout=30)  # the greeting has played
         audio.say(speech_pcm16(QUESTION))
         wait_for_line(bot, "Session ended:", lines, timeout=60)
         assert bot.wait(timeout=30) == 0

@@ -35,6 +35,11 @@ def get(url: str) -> tuple[int, dict | str]:
         return status, body
 
 
+def readiness(server: ServerProcess) -> tuple[int, str]:
+    status, body = get(f"{server.base_url}/readyz")
+    return status, body["status"] if isinstance(body, dict) else body
+
+
 async def test_a_full_server_refuses_with_1013_and_says_so_everywhere(llm):
     twilio = FakeTwilioAPI().start()
     server = ServerProcess(
@@ -57,7 +62,7 @@ async def test_a_full_server_refuses_with_1013_and_says_so_everywhere(llm):
                 twiml = await response.text()
             assert "<Say>" in twiml and "<Hangup/>" in twiml and "<Connect>" not in twiml
         # The first session ended: room again.
-        await poll_until(lambda: get(f"{server.base_url}/readyz")[0] == 200, 10, "room for a session")
+        await poll_until(lambda: readiness(server) == (200, "ready"), 10, "room for a session")
         status, text = get(f"{server.base_url}/metrics")
         assert 'voicebot_sessions_refused_total{transport="/ws"} 1.0' in text
         assert 'voicebot_sessions_ended_total{reason="client_gone"} 1.0' in text
@@ -92,9 +97,7 @@ async def test_sigterm_says_goodbye_to_every_caller_then_exits_cleanly(llm, work
             await asyncio.sleep(1)
             server._process.send_signal(signal.SIGTERM)
             if workers == 1:  # with workers, which one answers /readyz is the kernel's choice
-                await asyncio.sleep(0.5)
-                status, body = get(f"{server.base_url}/readyz")
-                assert (status, body["status"]) == (503, "draining")
+                await poll_until(lambda: readiness(server) == (503, "draining"), 10, "/readyz: draining")
             for client in browsers:
                 await client.wait_closed(timeout=30)
             await phone.wait_closed(timeout=30)
