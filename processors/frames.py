@@ -21,6 +21,7 @@ class EndReason(StrEnum):
     MAX_DURATION = "max_duration"
     CLIENT_HANGUP = "client_hangup"
     SERVER_SHUTDOWN = "server_shutdown"
+    USER_GOODBYE = "user_goodbye"
     ERROR = "error"
 
 
@@ -65,6 +66,14 @@ class MaxDurationFrame(EndSessionFrame):
     """The session reached its hard length cap."""
 
     reason: EndReason = EndReason.MAX_DURATION
+
+
+@dataclass
+class UserGoodbyeFrame(EndSessionFrame):
+    """The user ended the conversation ("bye", "that's all, thanks"), as the LLM's
+    `end_conversation` tool or the goodbye phrase detector judged."""
+
+    reason: EndReason = EndReason.USER_GOODBYE
 
 
 @dataclass

@@ -66,6 +66,12 @@ class ResilientOpenAILLMService(OpenAILLMService):
         self._stall_secs = stall_secs
         self._apology = apology
         self._spoke = False
+        self._reply: list[str] = []
+
+    @property
+    def reply_text(self) -> str:
+        """What the response in progress has said so far (a tool handler reads it)."""
+        return "".join(self._reply)
 
     def create_client(self, *args, **kwargs):
         # Our policy (one retry, only before anything was spoken) replaces the SDK's own two
@@ -81,12 +87,14 @@ class ResilientOpenAILLMService(OpenAILLMService):
 
     async def _push_llm_text(self, text: str):
         self._spoke = True
+        self._reply.append(text)
         await super()._push_llm_text(text)
 
     async def _process_context(self, context: LLMContext):
         failure = ""
         for attempt in (1, 2):
             self._spoke = False
+            self._reply = []
             try:
                 await super()._process_context(context)
                 return
