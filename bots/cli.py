@@ -13,6 +13,14 @@ from bots.logging_setup import configure_logging
 from pipeline.settings import Settings, SettingsError, load_settings
 
 
+def load_bots(settings: Settings):
+    """The validated bot profiles; ProfilesError (one line) when the file is unusable."""
+    from pipeline.profiles import load_profiles
+    from pipeline.services import resolve_providers
+
+    return load_profiles(settings, resolve_providers(settings))
+
+
 def share_with_workers(settings: Settings, host: str, port: int) -> None:
     """Export what worker processes must agree on with this one into their environment."""
     os.environ["VOICEBOT_HOST"] = host
@@ -22,9 +30,12 @@ def share_with_workers(settings: Settings, host: str, port: int) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from pipeline.profiles import ProfilesError
+
     try:
         settings = load_settings()
-    except SettingsError as exc:
+        bots = load_bots(settings)
+    except (SettingsError, ProfilesError) as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
     host = args.host or settings.host
@@ -54,7 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
         factory = "bots.server:app_from_environment"
         run_draining_workers(uvicorn.Config(factory, factory=True, workers=args.workers, **options))
     else:
-        app = create_app(settings, bind_host=host)
+        app = create_app(settings, bind_host=host, bots=bots)
         DrainingServer(uvicorn.Config(app, **options), drain=lambda: drain(app)).run()
     return 0
 
@@ -82,13 +93,20 @@ def _local(args: argparse.Namespace) -> int:
             print(f"voicebot local: {e}", file=sys.stderr)
             return 2
         return 0
+    from pipeline.profiles import ProfilesError
+
     try:
         settings = load_settings()
-    except SettingsError as exc:
+        bots = load_bots(settings)
+    except (SettingsError, ProfilesError) as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return 2
+    bot = bots.get(args.bot)
+    if bot is None:
+        print(f"voicebot local: unknown bot {args.bot!r} (bots: {', '.join(bots.names)})", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level)
-    return main_local(settings, input_device=args.input_device, output_device=args.output_device)
+    return main_local(bot.settings, input_device=args.input_device, output_device=args.output_device, bot=bot)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     local.add_argument("--output-device", type=int, help="speaker device index (default: the system default)")
     local.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    local.add_argument("--bot", help="the bot profile to talk to (default: the profiles file's default)")
     local.set_defaults(handler=_local)
     args = parser.parse_args(argv)
     return args.handler(args)

@@ -71,7 +71,9 @@ def build_stt(providers: Providers, settings: Settings, resources: SharedResourc
         return ResilientDeepgramSTTService(
             api_key=_secret(settings.deepgram_api_key),
             base_url=settings.deepgram_base_url,
-            settings=ResilientDeepgramSTTService.Settings(model=settings.deepgram_stt_model),
+            settings=ResilientDeepgramSTTService.Settings(
+                model=settings.deepgram_stt_model, language=settings.language
+            ),
         )
     if providers.stt == "openai":
         from pipecat.services.openai.stt import OpenAISTTService
@@ -79,7 +81,7 @@ def build_stt(providers: Providers, settings: Settings, resources: SharedResourc
         return OpenAISTTService(
             api_key=_secret(settings.openai_api_key),
             base_url=settings.openai_base_url,
-            settings=OpenAISTTService.Settings(model=settings.openai_stt_model),
+            settings=OpenAISTTService.Settings(model=settings.openai_stt_model, language=settings.language),
         )
     from processors.moonshine_stt import MoonshineSTTService
 
