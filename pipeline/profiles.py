@@ -218,16 +218,8 @@ def _resolve(name: str, profile: Profile, settings: Settings, providers: Provide
 
 
 def _check_language(language: str, providers: Providers) -> None:
-    """A language Pipecat knows; and English on the offline stack, whose Moonshine base-en,
-    Piper voice and SmolLM2 speak nothing else."""
-    from pipecat.transcriptions.language import Language
-
-    try:
-        Language(language)
-    except ValueError:
-        raise ValueError(
-            f"language={language!r}: not a language code Pipecat knows (e.g. en, en-GB, fr)"
-        ) from None
+    """English on the offline stack: its Moonshine base-en, Piper voice and SmolLM2 speak
+    nothing else."""
     local = [stage for stage in ("stt", "llm", "tts") if getattr(providers, stage) == "local"]
     if local and not language.startswith("en"):
         stages = ", ".join(f"{stage.upper()}=local" for stage in local)
