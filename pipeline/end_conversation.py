@@ -71,7 +71,7 @@ def register_end_conversation(llm: LLMService, *, goodbye: str) -> None:
         # Pushed after the reply's text, so it is spoken first; the session end frame then
         # queues behind that audio like every goodbye.
         await params.llm.push_frame(
-            UserGoodbyeFrame(goodbye="" if said_farewell else goodbye, detail="the user said goodbye")
+            UserGoodbyeFrame(goodbye="" if said_farewell else goodbye, detail="you said goodbye")
         )
 
     llm.register_function(END_CONVERSATION, end_conversation)

@@ -91,6 +91,6 @@ class GoodbyeDetector(FrameProcessor):
             if said is not None and is_closing(said):
                 self._fired = True
                 logger.info(f"{self}: the user said goodbye ({said[:80]!r}); ending the session")
-                await self.push_frame(UserGoodbyeFrame(goodbye=self._goodbye, detail="the user said goodbye"))
+                await self.push_frame(UserGoodbyeFrame(goodbye=self._goodbye, detail="you said goodbye"))
                 return
         await self.push_frame(frame, direction)
