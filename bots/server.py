@@ -37,6 +37,7 @@ from processors.audio_chunker import InputAudioChunker
 from processors.frames import EndReason
 from transports.browser import BROWSER_OUTPUT_SAMPLE_RATE, browser_transport
 from transports.simple_protocol import SimpleProtocolSerializer
+from transports.simple_start import BadStart, ReplayingWebSocket, bot_named_in, first_message
 from transports.twilio import (
     BOT_PARAMETER,
     TWILIO_SAMPLE_RATE,
@@ -385,10 +386,16 @@ def create_app(
                 session_id=session_id, output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE
             )
             await websocket.send_text(serializer.ready_message())
+            first = await first_message(websocket)
+            bot = await bot_of_start(websocket, bot, first)
+            if bot is None:
+                return
+            serializer.bot_name = bot.name
+            replaying = ReplayingWebSocket(websocket, first)
             await run_session(
                 websocket,
                 lambda close_reason: websocket_transport(
-                    websocket,
+                    replaying,
                     serializer,
                     output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE,
                     close_reason=close_reason,
@@ -400,6 +407,33 @@ def create_app(
             )
         finally:
             slot.release()
+
+    async def bot_of_start(websocket: WebSocket, bot: Bot, first: dict | None) -> Bot | None:
+        """`/ws/simple`: the bot a first `start` message names, else `bot`. With a session token
+        only the token's bot may be named; an unknown or refused name gets an `error`, then a
+        1008 close, before any pipeline is built."""
+        try:
+            name = bot_named_in(first)
+        except BadStart as e:
+            return await refuse_start(websocket, "bad_message", str(e))
+        if name is None or name == bot.name:
+            return bot
+        named = bots.get(name) if name else None
+        if named is None:
+            return await refuse_start(websocket, "unknown_bot", "start.bot names no bot of this server")
+        if "bot" in websocket.query_params:
+            return await refuse_start(websocket, "bad_message", "?bot= and start.bot name different bots")
+        if access.required and not access.key_presented(websocket.headers):
+            message = f"this session token opens the bot {bot.name!r} only; mint one for {name!r}"
+            return await refuse_start(websocket, "bot_not_allowed", message)
+        return named
+
+    async def refuse_start(websocket: WebSocket, code: str, message: str) -> None:
+        logger.warning(f"Refused /ws/simple from {client_of(websocket)}: {code}")
+        with contextlib.suppress(Exception):
+            await websocket.send_text(json.dumps({"type": "error", "code": code, "message": message}))
+        await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION, code)
+        return None
 
     @app.post("/twilio/voice")
     async def twilio_voice(request: Request) -> Response:

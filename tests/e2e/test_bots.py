@@ -4,6 +4,7 @@ and callers ending a conversation by saying goodbye (the LLM's `end_conversation
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import urllib.request
 import aiohttp
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bots.call import SimpleClient
 from tests.fakes.openai_server import LLMBehaviour
@@ -253,3 +254,43 @@ def test_a_bad_profiles_file_stops_start_up_with_one_line(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines == [f"voicebot: profiles file {profiles}: profile 'support': greting='Hello': unknown key"]
+
+
+async def messages_until_closed(ws, timeout: float = 20) -> list[dict]:
+    """Every JSON message the server sends until it closes the socket."""
+    received = []
+
+    async def read() -> None:
+        with contextlib.suppress(ConnectionClosed):  # a 1008 close ends the iteration with it
+            async for message in ws:
+                if isinstance(message, str):
+                    received.append(json.loads(message))
+
+    await asyncio.wait_for(read(), timeout)
+    return received
+
+
+async def test_the_first_start_message_may_name_the_bot(bots_server, clean_log):
+    url, key = f"{bots_server.ws_url}/ws/simple", {"X-API-Key": API_KEY}
+    async with connect(url, additional_headers=key) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "bot": "sales"}))
+        texts = []
+        while "Hi, sales here." not in texts:
+            message = await asyncio.wait_for(ws.recv(), 20)
+            event = json.loads(message) if isinstance(message, str) else {}
+            if event.get("type") == "bot_text":
+                texts.append(event["text"])
+        await ws.send(json.dumps({"type": "hangup"}))
+        await messages_until_closed(ws)
+    # Unknown, or not the bot the session token was minted for: an error, then a 1008 close.
+    token = await session_token(bots_server, None)
+    for connection, start, code in (
+        (connect(url, additional_headers=key), {"type": "start", "bot": "nobody"}, "unknown_bot"),
+        (connect(f"{url}?token={token}"), {"type": "start", "bot": "sales"}, "bot_not_allowed"),
+    ):
+        async with connection as ws:
+            await ws.send(json.dumps(start))
+            received = await messages_until_closed(ws)
+        assert [m["code"] for m in received if m["type"] == "error"] == [code]
+        assert not [m for m in received if m["type"] == "bot_text"], "no session was started"
+        assert (ws.close_code, ws.close_reason) == (1008, code)
