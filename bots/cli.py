@@ -84,9 +84,9 @@ def _call(args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from bots.local_bot import AudioDeviceError, list_devices, main_local
-
     if args.list_devices:
+        from bots.local_bot import AudioDeviceError, list_devices
+
         try:
             print(list_devices())
         except AudioDeviceError as e:
@@ -106,6 +106,8 @@ def _local(args: argparse.Namespace) -> int:
         print(f"voicebot local: unknown bot {args.bot!r} (bots: {', '.join(bots.names)})", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    from bots.local_bot import main_local  # imports Pipecat, which logs its banner: after the checks
+
     return main_local(bot.settings, input_device=args.input_device, output_device=args.output_device, bot=bot)
 
 

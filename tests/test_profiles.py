@@ -141,3 +141,12 @@ def test_a_missing_file_is_named(clean_env, tmp_path):
     clean_env.setenv("VOICEBOT_PROFILES", str(tmp_path / "nope.toml"))
     with pytest.raises(ProfilesError, match=r"nope.toml: no such file"):
         load_profiles(load_settings(), CLOUD)
+
+
+def test_voicebot_local_refuses_an_unknown_bot_in_one_line(clean_env, tmp_path, capsys):
+    from bots.cli import main
+
+    (tmp_path / "bots.toml").write_text('[bots.sales]\ngreeting = "Hi"\n')
+    clean_env.setenv("VOICEBOT_PROFILES", str(tmp_path / "bots.toml"))
+    assert main(["local", "--bot", "support"]) == 2
+    assert capsys.readouterr().err.strip() == "voicebot local: unknown bot 'support' (bots: sales)"
