@@ -95,7 +95,8 @@ class Bot:
     @classmethod
     def from_settings(cls, settings: Settings, name: str = DEFAULT_BOT) -> Bot:
         """The environment as a bot: VOICEBOT_SILENCE_PROMPTS times VOICEBOT_SILENCE_PROMPT,
-        each after VOICEBOT_SILENCE_TIMEOUT_SECS."""
+        each after VOICEBOT_SILENCE_TIMEOUT_SECS (a timeout of 0 turns the whole clock off, so
+        the wait is then never used)."""
         prompt = SilencePrompt(after_secs=settings.silence_timeout_secs or 1.0, say=settings.silence_prompt)
         return cls(name, settings, (prompt,) * settings.silence_prompts)
 
