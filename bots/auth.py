@@ -179,30 +179,33 @@ class Access:
                 found |= hmac.compare_digest(candidate, key)
         return found
 
-    def mint_session_token(self, *, anonymous: bool) -> tuple[str, int]:
+    def mint_session_token(self, *, anonymous: bool, bot: str = "") -> tuple[str, int]:
         """A single-use token for `?token=`: short-lived for an anonymous page, longer for a
-        backend holding a key (it hands it to its user's browser)."""
+        backend holding a key (it hands it to its user's browser). It opens a session of `bot`
+        (a profile name) and of no other."""
         lifetime = min(PAGE_TOKEN_SECS, self._token_secs) if anonymous else self._token_secs
-        return self.tokens.mint("session", lifetime), lifetime
+        return self.tokens.mint("session", lifetime, bot), lifetime
 
-    def authorised(self, headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
+    def authorised(self, headers: Mapping[str, str], query: Mapping[str, str], bot: str = "") -> bool:
+        """An API key (any bot), or a session token minted for this `bot`."""
         if not self.required:
             return True
-        return self.key_presented(headers) or self.tokens.redeem("session", query.get("token", ""))
+        return self.key_presented(headers) or self.tokens.redeem("session", query.get("token", ""), bot)
 
     # --- Twilio ---------------------------------------------------------------------------
 
-    def call_ticket(self, call_sid: str, account_sid: str) -> str:
-        """A signed `<Parameter>` for the TwiML: only this call's stream can present it, once.
-        A replayed webhook gets the same ticket back, never a second session for the call."""
+    def call_ticket(self, call_sid: str, account_sid: str, bot: str = "") -> str:
+        """A signed `<Parameter>` for the TwiML: only this call's stream can present it, once,
+        for the bot (profile) the webhook chose. A replayed webhook gets the same ticket back,
+        never a second session for the call."""
         now = self.tokens.clock()
         while self._tickets and next(iter(self._tickets.values()))[1] <= now:
             self._tickets.popitem(last=False)
         issued = self._tickets.get(call_sid)
         if issued is None:
-            ticket = self.tokens.mint("twilio-stream", CALL_TICKET_SECS, f"{call_sid}|{account_sid}")
+            ticket = self.tokens.mint("twilio-stream", CALL_TICKET_SECS, f"{call_sid}|{account_sid}|{bot}")
             issued = self._tickets[call_sid] = (ticket, now + CALL_TICKET_SECS)
         return issued[0]
 
-    def call_ticket_valid(self, ticket: str, call_sid: str, account_sid: str) -> bool:
-        return self.tokens.redeem("twilio-stream", ticket, f"{call_sid}|{account_sid}")
+    def call_ticket_valid(self, ticket: str, call_sid: str, account_sid: str, bot: str = "") -> bool:
+        return self.tokens.redeem("twilio-stream", ticket, f"{call_sid}|{account_sid}|{bot}")

@@ -13,6 +13,14 @@ from bots.logging_setup import configure_logging
 from pipeline.settings import Settings, SettingsError, deprecated_names, load_settings
 
 
+def load_bots(settings: Settings):
+    """The validated bot profiles; ProfilesError (one line) when the file is unusable."""
+    from pipeline.profiles import load_profiles
+    from pipeline.services import resolve_providers
+
+    return load_profiles(settings, resolve_providers(settings))
+
+
 def share_with_workers(settings: Settings, host: str, port: int) -> None:
     """Export what worker processes must agree on with this one into their environment."""
     os.environ["VOICEBOT_HOST"] = host
@@ -21,24 +29,28 @@ def share_with_workers(settings: Settings, host: str, port: int) -> None:
         os.environ["VOICEBOT_SESSION_SECRET"] = secrets.token_hex(32)
 
 
-def _configured_settings(*, log_format: bool = True) -> Settings | None:
-    """The validated settings with logging set up and one warning per old setting name in use;
-    None, after one line on stderr, when they are invalid."""
+def _configured(*, log_format: bool = True):
+    """The validated settings and bots with logging set up and one warning per old setting name
+    in use; None, after one line on stderr, when they are invalid."""
+    from pipeline.profiles import ProfilesError
+
     try:
         settings = load_settings()
-    except SettingsError as exc:
+        bots = load_bots(settings)
+    except (SettingsError, ProfilesError) as exc:
         print(f"voicebot: {exc}", file=sys.stderr)
         return None
     configure_logging(settings.log_level, settings.log_format if log_format else "text")
     for line in deprecated_names(dict(os.environ)):
         logger.warning(line)
-    return settings
+    return settings, bots
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = _configured_settings()
-    if settings is None:
+    configured = _configured()
+    if configured is None:
         return 2
+    settings, bots = configured
     host = args.host or settings.host
     port = args.port or settings.port
 
@@ -65,7 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
         factory = "bots.server:app_from_environment"
         run_draining_workers(uvicorn.Config(factory, factory=True, workers=args.workers, **options))
     else:
-        app = create_app(settings, bind_host=host)
+        app = create_app(settings, bind_host=host, bots=bots)
         DrainingServer(uvicorn.Config(app, **options), drain=lambda: drain(app)).run()
     return 0
 
@@ -84,19 +96,26 @@ def _call(args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from bots.local_bot import AudioDeviceError, list_devices, main_local
-
     if args.list_devices:
+        from bots.local_bot import AudioDeviceError, list_devices
+
         try:
             print(list_devices())
         except AudioDeviceError as e:
             print(f"voicebot local: {e}", file=sys.stderr)
             return 2
         return 0
-    settings = _configured_settings(log_format=False)
-    if settings is None:
+    configured = _configured(log_format=False)
+    if configured is None:
         return 2
-    return main_local(settings, input_device=args.input_device, output_device=args.output_device)
+    _, bots = configured
+    bot = bots.get(args.bot)
+    if bot is None:
+        print(f"voicebot local: unknown bot {args.bot!r} (bots: {', '.join(bots.names)})", file=sys.stderr)
+        return 2
+    from bots.local_bot import main_local  # imports Pipecat, which logs its banner: after the checks
+
+    return main_local(bot.settings, input_device=args.input_device, output_device=args.output_device, bot=bot)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     local.add_argument("--output-device", type=int, help="speaker device index (default: the system default)")
     local.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    local.add_argument("--bot", help="the bot profile to talk to (default: the profiles file's default)")
     local.set_defaults(handler=_local)
     args = parser.parse_args(argv)
     return args.handler(args)

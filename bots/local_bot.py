@@ -10,6 +10,7 @@ import sys
 
 from loguru import logger
 
+from pipeline.profiles import Bot
 from pipeline.resources import SharedResources
 from pipeline.services import resolve_providers
 from pipeline.session import VoiceSession
@@ -99,7 +100,9 @@ def check_devices(input_device: int | None, output_device: int | None) -> None:
         audio.terminate()
 
 
-async def run_local(settings: Settings, *, input_device: int | None, output_device: int | None) -> int:
+async def run_local(
+    settings: Settings, *, input_device: int | None, output_device: int | None, bot: Bot | None = None
+) -> int:
     """Run one conversation on the local devices; returns the process exit code."""
     from pipecat.transports.local.audio import LocalAudioTransport, LocalAudioTransportParams
 
@@ -126,6 +129,7 @@ async def run_local(settings: Settings, *, input_device: int | None, output_devi
             resources=resources,
             output_sample_rate=OUTPUT_SAMPLE_RATE,
             observers=[ConsoleView()],
+            bot=bot,
         )
         _end_on_ctrl_c(session)
         print(f"voicebot local: {providers.describe()}. Talk to me; Ctrl-C to say goodbye.", flush=True)
@@ -158,11 +162,13 @@ def _end_on_ctrl_c(session: VoiceSession) -> None:
     loop.add_signal_handler(signal.SIGTERM, on_interrupt)
 
 
-def main_local(settings: Settings, *, input_device: int | None, output_device: int | None) -> int:
+def main_local(
+    settings: Settings, *, input_device: int | None, output_device: int | None, bot: Bot | None = None
+) -> int:
     try:
         check_devices(input_device, output_device)
     except AudioDeviceError as e:
         print(f"voicebot local: {e}", file=sys.stderr)
         return 2
     logger.info("Audio devices OK")
-    return asyncio.run(run_local(settings, input_device=input_device, output_device=output_device))
+    return asyncio.run(run_local(settings, input_device=input_device, output_device=output_device, bot=bot))

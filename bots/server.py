@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from bots.client_address import client_address, client_key
 from bots.private_guard import PrivateServerGuard
 from pipeline import metrics
 from pipeline.memory import release_freed_memory
+from pipeline.profiles import Bot, BotProfiles, load_profiles
 from pipeline.providers import Providers
 from pipeline.resources import SharedResources
 from pipeline.services import resolve_providers
@@ -36,7 +38,9 @@ from processors.audio_chunker import InputAudioChunker
 from processors.frames import EndReason
 from transports.browser import BROWSER_OUTPUT_SAMPLE_RATE, browser_transport, finish_browser_session
 from transports.simple_protocol import SimpleProtocolSerializer, finish_simple_session
+from transports.simple_start import BadStart, ReplayingWebSocket, bot_named_in, first_message
 from transports.twilio import (
+    BOT_PARAMETER,
     TWILIO_SAMPLE_RATE,
     TwilioProtocolError,
     finish_call,
@@ -58,6 +62,7 @@ STATIC_DIR = Path(__file__).parent / "static"  # built from web/ (see README); c
 Finish = Callable[[EndReason], Awaitable[None]]
 TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded; the client should retry later
 WEBHOOK_MAX_BYTES = 64 * 1024  # Twilio's webhook form is a few kB; anything bigger is not Twilio
+SESSION_REQUEST_MAX_BYTES = 4 * 1024  # `POST /session` takes at most {"bot": NAME}
 PHONES_OFF = "phone calls are off: this server requires credentials and TWILIO_AUTH_TOKEN is not set"
 # A captured upgrade signature works for every stream (Twilio signs a fixed URL), so streams not
 # yet past their ticket check may hold only a few slots, briefly.
@@ -153,8 +158,12 @@ def app_from_environment() -> FastAPI:
     return create_app(settings)
 
 
-def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
-    """Build the app; models load in its lifespan, once per process, before the first call."""
+def create_app(
+    settings: Settings, *, bind_host: str | None = None, bots: BotProfiles | None = None
+) -> FastAPI:
+    """Build the app; models load in its lifespan, once per process, before the first call.
+    `bots`: the validated profiles (read from VOICEBOT_PROFILES when not given)."""
+    bots = bots or load_profiles(settings, resolve_providers(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -214,6 +223,8 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
             "status": "ok",
             "providers": runtime.providers.describe(),
             "active_sessions": len(runtime.sessions),
+            "bots": bots.names,
+            "default_bot": bots.default,
         }
 
     async def run_session(
@@ -223,6 +234,7 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
         *,
         session_id: str,
         output_sample_rate: int,
+        bot: Bot,
         input_processors: list[FrameProcessor] | None = None,
         text_frames: bool = False,
     ) -> None:
@@ -239,11 +251,14 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
             session_id=session_id,
             input_processors=input_processors,
             text_frames=text_frames,
+            bot=bot,
         )
         transport.add_event_handler("on_client_disconnected", session.on_client_disconnected)
         runtime.sessions[session_id] = session
-        metrics.SESSIONS_STARTED.labels(websocket.url.path).inc()
-        logger.info(f"Session {session_id} started on {websocket.url.path} from {client_of(websocket)}")
+        metrics.SESSIONS_STARTED.labels(websocket.url.path, bot.name).inc()
+        logger.info(
+            f"Session {session_id} started on {websocket.url.path} from {client_of(websocket)} bot={bot.name}"
+        )
         try:
             await finish(await session.run())
         finally:
@@ -270,20 +285,48 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
         origin, host = request.headers.get("origin"), request.headers.get("host", "")
         if not access.origin_allowed(origin, host):
             return JSONResponse({"error": "origin not allowed"}, status_code=403)
-        if access.key_presented(request.headers) or not access.required:
-            token, expires_in = access.mint_session_token(anonymous=False)
-        elif access.anonymous_page_tokens and origin:
-            if not page_tokens.allow(client_key(client_of(request))):
-                return JSONResponse(
-                    {"error": "too many session tokens; try again in a minute"}, status_code=429
-                )
-            token, expires_in = access.mint_session_token(anonymous=True)
-        else:
+        keyed = access.key_presented(request.headers) or not access.required
+        if not keyed and not (access.anonymous_page_tokens and origin):
             message = "POST /session needs an API key (Authorization: Bearer <key>)"
             return JSONResponse({"error": message}, status_code=401)
-        return JSONResponse({"token": token, "expires_in": expires_in})
+        bot = await requested_bot(request)
+        if isinstance(bot, JSONResponse):
+            return bot
+        if not keyed and not page_tokens.allow(client_key(client_of(request))):
+            return JSONResponse({"error": "too many session tokens; try again in a minute"}, status_code=429)
+        token, expires_in = access.mint_session_token(anonymous=not keyed, bot=bot.name)
+        return JSONResponse({"token": token, "expires_in": expires_in, "bot": bot.name})
 
-    async def admit(websocket: WebSocket, *, signed_call: bool = False) -> Slot | None:
+    async def requested_bot(request: Request) -> Bot | JSONResponse:
+        """The bot named by `POST /session`'s optional JSON body `{"bot": NAME}` (the default
+        without one), or the refusal to send."""
+        body = await read_body(request, SESSION_REQUEST_MAX_BYTES)
+        if body is None:
+            return JSONResponse({"error": "request body too large"}, status_code=413)
+        name = None
+        if body.strip():
+            try:
+                payload = json.loads(body)
+            except (ValueError, RecursionError):
+                payload = None
+            if not isinstance(payload, dict) or not isinstance(payload.get("bot", ""), str):
+                return JSONResponse({"error": 'the body must be {"bot": "<name>"} or empty'}, status_code=400)
+            name = payload.get("bot")
+        bot = bots.get(name)
+        if bot is None:
+            return JSONResponse({"error": "unknown bot"}, status_code=404)
+        return bot
+
+    async def chosen_bot(websocket: WebSocket) -> Bot | None:
+        """The bot named by `?bot=` (the default without it); an unknown name is refused before
+        the upgrade with 404 (the name is only ever looked up among the profiles)."""
+        bot = bots.get(websocket.query_params.get("bot"))
+        if bot is None:
+            logger.warning(f"Refused {websocket.url.path} from {client_of(websocket)}: unknown bot")
+            await refuse_upgrade(websocket, status.HTTP_404_NOT_FOUND, "unknown bot")
+        return bot
+
+    async def admit(websocket: WebSocket, *, signed_call: bool = False, bot: str = "") -> Slot | None:
         """Check who is calling, reserve a slot (before any await, so a burst cannot overshoot),
         then accept. Refusals cost no pipeline: 403/401 before accepting, 1013 + reason after.
         A signed Twilio stream is exempt from credentials and per-client limits (all calls come
@@ -294,7 +337,7 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
             logger.warning(f"Refused {path} from {client}: origin {websocket.headers.get('origin')}")
             await refuse_upgrade(websocket, status.HTTP_403_FORBIDDEN, "origin not allowed")
             return None
-        if not signed_call and not access.authorised(websocket.headers, websocket.query_params):
+        if not signed_call and not access.authorised(websocket.headers, websocket.query_params, bot):
             logger.warning(f"Refused {path} from {client}: no valid API key or session token")
             await refuse_upgrade(
                 websocket, status.HTTP_401_UNAUTHORIZED, "an API key or a session token is required"
@@ -318,7 +361,10 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
 
     @app.websocket("/ws")
     async def browser_session(websocket: WebSocket) -> None:
-        slot = await admit(websocket)
+        bot = await chosen_bot(websocket)
+        if bot is None:
+            return
+        slot = await admit(websocket, bot=bot.name)
         if slot is None:
             return
         try:
@@ -328,13 +374,17 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
                 partial(finish_browser_session, websocket),
                 session_id=new_session_id(),
                 output_sample_rate=BROWSER_OUTPUT_SAMPLE_RATE,
+                bot=bot,
             )
         finally:
             slot.release()
 
     @app.websocket("/ws/simple")
     async def simple_session(websocket: WebSocket) -> None:
-        slot = await admit(websocket)
+        bot = await chosen_bot(websocket)
+        if bot is None:
+            return
+        slot = await admit(websocket, bot=bot.name)
         if slot is None:
             return
         try:
@@ -343,17 +393,51 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
                 session_id=session_id, output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE
             )
             await websocket.send_text(serializer.ready_message())
+            first = await first_message(websocket)
+            bot = await bot_of_start(websocket, bot, first)
+            if bot is None:
+                return
+            serializer.bot_name = bot.name
+            replaying = ReplayingWebSocket(websocket, first)
             await run_session(
                 websocket,
-                websocket_transport(websocket, serializer, output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE),
+                websocket_transport(replaying, serializer, output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE),
                 partial(finish_simple_session, websocket),
                 session_id=session_id,
                 output_sample_rate=SIMPLE_OUTPUT_SAMPLE_RATE,
+                bot=bot,
                 input_processors=[InputAudioChunker()],
                 text_frames=True,
             )
         finally:
             slot.release()
+
+    async def bot_of_start(websocket: WebSocket, bot: Bot, first: dict | None) -> Bot | None:
+        """`/ws/simple`: the bot a first `start` message names, else `bot`. With a session token
+        only the token's bot may be named; an unknown or refused name gets an `error`, then a
+        1008 close, before any pipeline is built."""
+        try:
+            name = bot_named_in(first)
+        except BadStart as e:
+            return await refuse_start(websocket, "bad_message", str(e))
+        if name is None or name == bot.name:
+            return bot
+        named = bots.get(name) if name else None
+        if named is None:
+            return await refuse_start(websocket, "unknown_bot", "start.bot names no bot of this server")
+        if "bot" in websocket.query_params:
+            return await refuse_start(websocket, "bad_message", "?bot= and start.bot name different bots")
+        if access.required and not access.key_presented(websocket.headers):
+            message = f"this session token opens the bot {bot.name!r} only; mint one for {name!r}"
+            return await refuse_start(websocket, "bot_not_allowed", message)
+        return named
+
+    async def refuse_start(websocket: WebSocket, code: str, message: str) -> None:
+        logger.warning(f"Refused /ws/simple from {client_of(websocket)}: {code}")
+        with contextlib.suppress(Exception):
+            await websocket.send_text(json.dumps({"type": "error", "code": code, "message": message}))
+        await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION, code)
+        return None
 
     @app.post("/twilio/voice")
     async def twilio_voice(request: Request) -> Response:
@@ -379,12 +463,14 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
             metrics.SESSIONS_REFUSED.labels("/twilio/voice").inc()
             logger.warning(f"Call {call_sid} refused: lines busy")
             return Response(BUSY_TWIML, media_type="application/xml")
+        bot = bots.for_number(form.get("To", ""))
         twiml = twiml_connect(
             stream_url(settings, request.headers.get("host", request.url.netloc), request.url.scheme),
             call_sid=call_sid,
             from_number=form.get("From", ""),
             to_number=form.get("To", ""),
-            ticket=access.call_ticket(call_sid, account_sid),
+            ticket=access.call_ticket(call_sid, account_sid, bot.name),
+            bot=bot.name,
         )
         return Response(twiml, media_type="application/xml")
 
@@ -423,6 +509,11 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
             finally:
                 calls_connecting -= 1
                 connecting = False
+            # The ticket's signature covered this name, so it is the one our webhook chose.
+            bot = bots.get(str(call.parameters.get(BOT_PARAMETER) or ""))
+            if bot is None:  # a profile that existed when the call was answered, gone since
+                await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION, "unknown bot")
+                return
             session_id = new_session_id()
             logger.info(f"Call {call.call_sid} connected (stream {call.stream_sid}) as session {session_id}")
             await run_session(
@@ -431,6 +522,7 @@ def create_app(settings: Settings, *, bind_host: str | None = None) -> FastAPI:
                 partial(finish_call, websocket, call, settings),
                 session_id=session_id,
                 output_sample_rate=TWILIO_SAMPLE_RATE,
+                bot=bot,
             )
         finally:
             if connecting:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 ACTIVE_SESSIONS = Gauge("voicebot_active_sessions", "Sessions in progress in this process")
-SESSIONS_STARTED = Counter("voicebot_sessions_started_total", "Sessions started", ["transport"])
+# `bot` is a profile name from the profiles file (or "default"): bounded by the operator, never
+# a client-chosen string.
+SESSIONS_STARTED = Counter("voicebot_sessions_started_total", "Sessions started", ["transport", "bot"])
 SESSIONS_REFUSED = Counter(
     "voicebot_sessions_refused_total", "Sessions refused (full or draining)", ["transport"]
 )
-SESSIONS_ENDED = Counter("voicebot_sessions_ended_total", "Sessions ended, by reason", ["reason"])
+SESSIONS_ENDED = Counter("voicebot_sessions_ended_total", "Sessions ended, by reason", ["reason", "bot"])
 SESSION_SECONDS = Histogram(
     "voicebot_session_duration_seconds",
     "How long sessions last",

@@ -6,13 +6,17 @@ stack otherwise, so a fresh checkout with no keys still works end to end.
 
 from __future__ import annotations
 
-from pipecat.services.llm_service import LLMService
-from pipecat.services.stt_service import STTService
-from pipecat.services.tts_service import TTSService
+from typing import TYPE_CHECKING
 
 from pipeline.providers import Providers
-from pipeline.resources import SharedResources
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:  # importing Pipecat prints its banner: `resolve_providers` runs before logging is set up
+    from pipecat.services.llm_service import LLMService
+    from pipecat.services.stt_service import STTService
+    from pipecat.services.tts_service import TTSService
+
+    from pipeline.resources import SharedResources
 
 # What to check when a stage's service stops working, by (stage, provider).
 _SETTINGS_TO_CHECK = {
@@ -27,6 +31,10 @@ _SETTINGS_TO_CHECK = {
 
 def describe_failed_service(service: object, providers: Providers) -> str:
     """Name a broken service and the settings to check, for one clear log line."""
+    from pipecat.services.llm_service import LLMService
+    from pipecat.services.stt_service import STTService
+    from pipecat.services.tts_service import TTSService
+
     stage = next(
         (
             name
@@ -71,7 +79,9 @@ def build_stt(providers: Providers, settings: Settings, resources: SharedResourc
         return ResilientDeepgramSTTService(
             api_key=_secret(settings.deepgram_api_key),
             base_url=settings.deepgram_base_url,
-            settings=ResilientDeepgramSTTService.Settings(model=settings.deepgram_stt_model),
+            settings=ResilientDeepgramSTTService.Settings(
+                model=settings.deepgram_stt_model, language=settings.language
+            ),
         )
     if providers.stt == "openai":
         from pipecat.services.openai.stt import OpenAISTTService
@@ -79,7 +89,7 @@ def build_stt(providers: Providers, settings: Settings, resources: SharedResourc
         return OpenAISTTService(
             api_key=_secret(settings.openai_api_key),
             base_url=settings.openai_base_url,
-            settings=OpenAISTTService.Settings(model=settings.openai_stt_model),
+            settings=OpenAISTTService.Settings(model=settings.openai_stt_model, language=settings.language),
         )
     from processors.moonshine_stt import MoonshineSTTService
 

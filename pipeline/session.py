@@ -59,7 +59,8 @@ from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAn
 from pipecat.turns.user_turn_strategies import UserTurnStrategies, default_user_turn_start_strategies
 from pipecat.workers.runner import WorkerRunner
 
-from pipeline import metrics
+from pipeline import end_conversation, metrics
+from pipeline.profiles import DEFAULT_BOT, Bot
 from pipeline.providers import Providers
 from pipeline.resources import SharedResources
 from pipeline.services import build_llm, build_stt, build_tts, describe_failed_service
@@ -91,8 +92,16 @@ class VoiceSession:
         reason = await session.run()          # returns when the pipeline has ended
     """
 
-    def __init__(self, worker: PipelineWorker, session_id: str, settings: Settings, providers: Providers):
+    def __init__(
+        self,
+        worker: PipelineWorker,
+        session_id: str,
+        settings: Settings,
+        providers: Providers,
+        bot_name: str = DEFAULT_BOT,
+    ):
         self.worker = worker
+        self.bot_name = bot_name
         self._providers = providers
         self.session_id = session_id
         self.end_reason: EndReason | None = None
@@ -115,13 +124,22 @@ class VoiceSession:
         input_processors: list[FrameProcessor] | None = None,
         observers: list[BaseObserver] | None = None,
         text_frames: bool = False,
+        bot: Bot | None = None,
     ) -> VoiceSession:
-        """Assemble a session; `input_processors` go right after the transport's input. With
-        `text_frames`, the conversation's text reaches the serializer as typed frames
-        (`BotTextMessageFrame`, `UserTranscriptMessageFrame`), for protocols that carry text."""
+        """Assemble a session of `bot` (default: the environment's own profile, from `settings`);
+        `input_processors` go right after the transport's input. With `text_frames`, the
+        conversation's text reaches the serializer as typed frames (`BotTextMessageFrame`,
+        `UserTranscriptMessageFrame`), for protocols that carry text."""
         session_id = session_id or uuid.uuid4().hex[:12]
+        bot = bot or Bot.from_settings(settings)
+        settings = bot.settings
+        ends_by_tool = end_conversation.uses_tool(settings, providers)
+        if ends_by_tool:
+            settings = end_conversation.with_instruction(settings)
         stt = build_stt(providers, settings, resources)
         llm = build_llm(providers, settings, resources)
+        if ends_by_tool:
+            end_conversation.register_end_conversation(llm, goodbye=settings.goodbye)
         tts = build_tts(providers, settings, resources)
 
         # Pipecat's defaults (Silero VAD, smart-turn v3 stop strategy) on per-process models.
@@ -134,7 +152,7 @@ class VoiceSession:
             ],
         )
         user_aggregator, assistant_aggregator = LLMContextAggregatorPair(
-            LLMContext(),
+            LLMContext(tools=end_conversation.end_conversation_tools()) if ends_by_tool else LLMContext(),
             user_params=LLMUserAggregatorParams(
                 user_turn_strategies=turn_strategies, user_mute_strategies=[MutedWhileEndingStrategy()]
             ),
@@ -151,6 +169,7 @@ class VoiceSession:
                 PushToTalkGate(),
                 stt,
                 user_aggregator,
+                *end_conversation.goodbye_detector(settings, providers),
                 ClientAudioTicker(),
                 llm,
                 ConversationTracker(conversation),
@@ -160,8 +179,7 @@ class VoiceSession:
                 SilenceTimeoutProcessor(
                     state=conversation,
                     timeout_secs=settings.silence_timeout_secs,
-                    prompt=settings.silence_prompt,
-                    prompts=settings.silence_prompts,
+                    schedule=[(prompt.after_secs, prompt.say) for prompt in bot.silence_prompts],
                     goodbye=settings.goodbye,
                 ),
                 MaxDurationProcessor(max_secs=settings.max_session_secs, goodbye=settings.goodbye),
@@ -195,7 +213,7 @@ class VoiceSession:
         )
         if text_frames:
             worker.add_observer(ConversationTextFrames(worker.queue_frame))
-        session = cls(worker, session_id, settings, providers)
+        session = cls(worker, session_id, settings, providers, bot.name)
         session._wire(user_aggregator, session_end, turn_metrics)
         return session
 
@@ -264,10 +282,10 @@ class VoiceSession:
             metrics.ACTIVE_SESSIONS.dec()
             gone_reason = EndReason.CLIENT_GONE if self._client_gone else EndReason.ERROR
             self.end_reason = self.end_reason or gone_reason
-            metrics.SESSIONS_ENDED.labels(str(self.end_reason)).inc()
+            metrics.SESSIONS_ENDED.labels(str(self.end_reason), self.bot_name).inc()
             metrics.SESSION_SECONDS.observe(duration)
             logger.info(
                 f"Session {self.session_id} ended: reason={self.end_reason} "
-                f"duration={duration:.1f}s turns={self._turns}"
+                f"duration={duration:.1f}s turns={self._turns} bot={self.bot_name}"
             )
         return self.end_reason

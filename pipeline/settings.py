@@ -168,6 +168,13 @@ class Settings(BaseSettings):
     silence_prompts: int = Field(1, ge=0, le=10, validation_alias="VOICEBOT_SILENCE_PROMPTS")
     goodbye: str = Field("Thanks for talking with me. Goodbye!", validation_alias="VOICEBOT_GOODBYE")
     max_session_secs: float = Field(0.0, ge=0.0, le=86400.0, validation_alias="VOICEBOT_MAX_SESSION_SECS")
+    end_on_goodbye: bool = Field(True, validation_alias="VOICEBOT_END_ON_GOODBYE")
+
+    # Bots (see pipeline.profiles): several profiles in one file, and the language spoken
+    profiles: Path | None = Field(None, validation_alias="VOICEBOT_PROFILES")
+    language: str = Field(
+        "en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", validation_alias="VOICEBOT_LANGUAGE"
+    )
 
     @model_validator(mode="after")
     def _explicit_providers_have_credentials(self) -> Settings:

@@ -23,6 +23,7 @@ class EndReason(StrEnum):
     CLIENT_GONE = "client_gone"  # the connection dropped: nobody is left to tell
     CONSOLE_STOP = "console_stop"  # Ctrl-C at the local bot's console: a goodbye, then the end
     SERVER_SHUTDOWN = "server_shutdown"
+    USER_GOODBYE = "user_goodbye"
     ERROR = "error"
 
 
@@ -67,6 +68,14 @@ class MaxDurationFrame(EndSessionFrame):
     """The session reached its hard length cap."""
 
     reason: EndReason = EndReason.MAX_DURATION
+
+
+@dataclass
+class UserGoodbyeFrame(EndSessionFrame):
+    """The user ended the conversation ("bye", "that's all, thanks"), as the LLM's
+    `end_conversation` tool or the goodbye phrase detector judged."""
+
+    reason: EndReason = EndReason.USER_GOODBYE
 
 
 @dataclass

@@ -81,6 +81,7 @@ class _ResilientStream:
         self._spoke = False
         self._retried = False
         self._done = False
+        self.text = ""  # what the reply has said so far
 
     async def start(self) -> _ResilientStream:
         """Open the completion (retrying once); a failure to open leaves the apology to stream."""
@@ -106,6 +107,7 @@ class _ResilientStream:
                 continue
             if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
                 self._spoke = True
+                self.text += chunk.choices[0].delta.content
             return chunk
         raise StopAsyncIteration
 
@@ -160,6 +162,12 @@ class ResilientOpenAILLMService(OpenAILLMService):
         super().__init__(**kwargs)
         self._stall_secs = stall_secs
         self._apology = apology
+        self._stream: _ResilientStream | None = None
+
+    @property
+    def reply_text(self) -> str:
+        """What the response in progress has said so far (a tool handler reads it)."""
+        return self._stream.text if self._stream is not None else ""
 
     def create_client(self, *args, **kwargs):
         # Our policy (one retry, only before anything was spoken) replaces the SDK's own two
@@ -167,8 +175,8 @@ class ResilientOpenAILLMService(OpenAILLMService):
         return super().create_client(*args, **kwargs).with_options(max_retries=0)
 
     async def get_chat_completions(self, context: LLMContext) -> _ResilientStream:
-        stream = _ResilientStream(functools.partial(self._open_completion, context), self._apology)
-        return await stream.start()
+        self._stream = _ResilientStream(functools.partial(self._open_completion, context), self._apology)
+        return await self._stream.start()
 
     async def _open_completion(self, context: LLMContext) -> _StallGuardedStream:
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from loguru import logger
 from pipecat.frames.frames import Frame, TTSSpeakFrame, UserStartedSpeakingFrame, VADUserStartedSpeakingFrame
 from pipecat.processors.frame_processor import FrameDirection
@@ -12,7 +14,7 @@ from processors.frames import SilenceTimeoutFrame
 
 
 class SilenceTimeoutProcessor(ConversationClockProcessor):
-    """After `timeout_secs` without user speech, says `prompt` up to `prompts` times, then ends.
+    """After a silence, says each prompt of its schedule in turn, then the goodbye, and ends.
 
     The clock counts from the later of the user's last speech and the moment the bot stopped
     being busy (or the start, with no greeting); bot speech and thinking never count as user
@@ -34,16 +36,26 @@ class SilenceTimeoutProcessor(ConversationClockProcessor):
         *,
         state: ConversationState,
         timeout_secs: float,
-        prompt: str,
-        prompts: int,
+        prompt: str = "",
+        prompts: int = 0,
         goodbye: str = "",
+        schedule: Sequence[tuple[float, str]] | None = None,
         **kwargs,
     ):
+        """`schedule`: the prompts in order as (seconds to wait, what to say), replacing
+        `prompts` times `prompt` after `timeout_secs` each; the goodbye always follows the last
+        prompt after `timeout_secs`. A `timeout_secs` of 0 turns the whole clock off."""
         super().__init__(state=state, timeout_secs=timeout_secs, **kwargs)
-        self._prompt = prompt
-        self._prompts = prompts
-        self._prompts_left = prompts
+        self._schedule = list(schedule) if schedule is not None else [(timeout_secs, prompt)] * prompts
+        self._prompts = len(self._schedule)
+        self._prompts_left = self._prompts
         self._goodbye = goodbye
+
+    def _wait(self) -> float:
+        """The silence allowed before the next step: the next prompt's wait, or the goodbye's."""
+        if self._prompts_left > 0:
+            return self._schedule[self._prompts - self._prompts_left][0]
+        return self._timeout
 
     def observe(self, frame: Frame, direction: FrameDirection) -> None:
         super().observe(frame, direction)
@@ -55,18 +67,19 @@ class SilenceTimeoutProcessor(ConversationClockProcessor):
             return float("inf")
         state = self._state
         if state.bot_busy or state.user_speaking:
-            return self._timeout
+            return self._wait()
         if not state.client_audio_flowing:
-            return self._timeout  # no audio at all: idle, not silence (audio resuming wakes us)
+            return self._wait()  # no audio at all: idle, not silence (audio resuming wakes us)
         since = max(state.last_user_speech, state.waiting_since)
-        return since + self._timeout - state.now()
+        return since + self._wait() - state.now()
 
     async def on_due(self) -> bool:
         if self._prompts_left > 0:
+            wait, prompt = self._schedule[self._prompts - self._prompts_left]
             self._prompts_left -= 1
-            logger.info(f"{self}: nobody spoke for {self._timeout:g}s, prompting")
+            logger.info(f"{self}: nobody spoke for {wait:g}s, prompting")
             self._state.expect_bot_speech()
-            await self.push_frame(TTSSpeakFrame(self._prompt))
+            await self.push_frame(TTSSpeakFrame(prompt))
             return True
         logger.info(f"{self}: still nobody spoke after {self._prompts} prompt(s), ending the session")
         await self.push_frame(

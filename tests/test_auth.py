@@ -137,3 +137,21 @@ def test_unparseable_hosts_and_origins_are_refused_not_crashed_on(clean_env):
     assert not access("0.0.0.0").origin_allowed("http://[", "bot.example")
     assert private_refusal({"host": "127.0.0.1:8000", "via": "1.1 proxy"})
     assert private_refusal({"host": "localhost:8000", "x-forwarded-proto": "https"})
+
+
+def test_a_session_token_opens_only_the_bot_it_was_minted_for(clean_env):
+    public = access("0.0.0.0")
+    token, _ = public.mint_session_token(anonymous=False, bot="sales")
+    assert not public.authorised({}, {"token": token}, "support")
+    assert not public.authorised({}, {"token": token}, "")
+    assert public.authorised({}, {"token": token}, "sales")  # a refused try did not spend it
+    assert not public.authorised({}, {"token": token}, "sales")
+
+
+def test_a_call_ticket_is_bound_to_the_bot_the_webhook_chose(clean_env):
+    server = access()
+    call, account = "CA" + "1" * 32, "AC" + "2" * 32
+    ticket = server.call_ticket(call, account, "sales")
+    assert not server.call_ticket_valid(ticket, call, account, "support")
+    assert not server.call_ticket_valid(ticket, call, account, "")
+    assert server.call_ticket_valid(ticket, call, account, "sales")

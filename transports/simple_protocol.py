@@ -64,9 +64,17 @@ class SimpleProtocolSerializer(FrameSerializer):
     worker produces.
     """
 
-    def __init__(self, *, session_id: str, input_sample_rate: int = 16000, output_sample_rate: int = 24000):
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        input_sample_rate: int = 16000,
+        output_sample_rate: int = 24000,
+        bot_name: str = "",
+    ):
         super().__init__()
         self.session_id = session_id
+        self.bot_name = bot_name  # the session's bot: a `start` naming another one is an error
         self.output_sample_rate = output_sample_rate
         self._pipeline_rate = input_sample_rate
         self._decoder = ClientAudioDecoder(target_rate=input_sample_rate)
@@ -126,6 +134,11 @@ class SimpleProtocolSerializer(FrameSerializer):
     def _command(self, message: dict) -> Frame | None:
         kind = message["type"]
         if kind == "start":
+            if "bot" in message and message["bot"] != self.bot_name:
+                return _error(
+                    "bad_message",
+                    "start.bot names another bot: choose it with ?bot= or in the first message",
+                )
             rate = message.get("sample_rate", self._pipeline_rate)
             if not isinstance(rate, int) or isinstance(rate, bool):
                 return _error("bad_message", "start.sample_rate must be an integer")

@@ -42,6 +42,7 @@ END_MARK = "voicebot-session-end"
 MARK_WAIT_SECS = 20.0  # the longest a goodbye may take to play out before we hang up anyway
 HANG_UP_TIMEOUT_SECS = 10.0
 TICKET_PARAMETER = "voicebotTicket"
+BOT_PARAMETER = "voicebotBot"  # the profile the webhook chose; covered by the ticket's signature
 # Twilio sends `connected` and `start` as soon as the stream opens; an upgrade that says
 # nothing holds a slot, so it gets little time.
 HANDSHAKE_SECS = 5.0
@@ -97,7 +98,9 @@ def valid_sids(settings: Settings, call_sid: str, account_sid: str) -> bool:
     )
 
 
-def twiml_connect(url: str, *, call_sid: str, from_number: str, to_number: str, ticket: str) -> str:
+def twiml_connect(
+    url: str, *, call_sid: str, from_number: str, to_number: str, ticket: str, bot: str = ""
+) -> str:
     """`<Connect><Stream>` with the caller's details and this call's signed ticket as parameters,
     and nothing after it.
 
@@ -110,6 +113,8 @@ def twiml_connect(url: str, *, call_sid: str, from_number: str, to_number: str, 
     stream.parameter(name="to", value=to_number)
     stream.parameter(name="callSid", value=call_sid)
     stream.parameter(name=TICKET_PARAMETER, value=ticket)
+    if bot:
+        stream.parameter(name=BOT_PARAMETER, value=bot)
     response.append(connect)
     return str(response)
 
@@ -133,7 +138,7 @@ def parse_event(data: str | bytes) -> dict | None:
     return message if isinstance(message, dict) else None
 
 
-TicketCheck = Callable[[str, str, str], bool]  # (ticket, call_sid, account_sid) -> valid, once
+TicketCheck = Callable[[str, str, str, str], bool]  # (ticket, call_sid, account_sid, bot) -> valid, once
 
 
 async def read_handshake(
@@ -159,7 +164,8 @@ async def read_handshake(
             )
             if not stream_sid or not valid_sids(settings, call_sid, account_sid):
                 raise TwilioProtocolError("the start event has no streamSid or a bad callSid/accountSid")
-            if not ticket_valid(str(parameters.get(TICKET_PARAMETER) or ""), call_sid, account_sid):
+            ticket, bot = (str(parameters.get(name) or "") for name in (TICKET_PARAMETER, BOT_PARAMETER))
+            if not ticket_valid(ticket, call_sid, account_sid, bot):
                 raise TwilioProtocolError(
                     "the stream's ticket is missing, spent, expired or for another call"
                 )

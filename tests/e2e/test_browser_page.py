@@ -47,22 +47,27 @@ def microphone_file(tmp_path) -> Path:
     return path
 
 
+def launch(playwright, microphone_file: Path):
+    """Headless Chromium whose fake microphone plays `microphone_file` once."""
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run",
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={microphone_file}%noloop",
+            "--autoplay-policy=no-user-gesture-required",
+        ],
+    )  # fmt: skip
+
+
 def test_a_person_talks_to_the_bot_in_the_page(page_server, microphone_file):
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     console_errors: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={microphone_file}%noloop",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )  # fmt: skip
+        browser = launch(playwright, microphone_file)
         page = browser.new_page(viewport={"width": 900, "height": 820})
         page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: console_errors.append(str(e)))
@@ -90,3 +95,41 @@ def test_a_person_talks_to_the_bot_in_the_page(page_server, microphone_file):
     assert latency.endswith(" ms")
     assert console_errors == []
     assert page_server.unclean_lines() == []
+
+
+def test_the_page_lets_the_user_pick_a_bot(tmp_path):
+    """With several bots the page shows a choice (`?bot=` preselects one); the session is that bot's."""
+    from playwright.sync_api import sync_playwright
+
+    profiles = tmp_path / "bots.toml"
+    profiles.write_text(
+        'default = "support"\n'
+        '[bots.support]\ngreeting = "Hello, support here."\n'
+        '[bots.sales]\ngreeting = "Hi, sales here."\n'
+    )
+    llm = FakeOpenAIServer(LLMBehaviour(reply=REPLY)).start()
+    server = ServerProcess(env={"VOICEBOT_PROFILES": str(profiles), "OPENAI_BASE_URL": llm.base_url}).start()
+    microphone = tmp_path / "silence.wav"
+    with wave.open(str(microphone), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(silence_pcm16(5))
+    try:
+        with sync_playwright() as playwright:
+            browser = launch(playwright, microphone)
+            page = browser.new_page()
+            page.goto(f"{server.base_url}/?bot=sales&autoconnect=1")
+            page.wait_for_function("window.voicebot.transcripts.some(t => t.role === 'bot')", timeout=40000)
+            page.click("#call")  # hang up
+            page.wait_for_function("window.voicebot.endedReason === 'client_hangup'", timeout=10000)
+            options = page.eval_on_selector_all("#bot option", "options => options.map(o => o.value)")
+            chosen, choice_visible = page.input_value("#bot"), page.is_visible("#bot-choice")
+            state = page.evaluate("window.voicebot")
+            browser.close()
+    finally:
+        server.stop()
+        llm.stop()
+    assert (options, chosen, choice_visible) == (["support", "sales"], "sales", True)
+    assert next(t["text"] for t in state["transcripts"] if t["role"] == "bot") == "Hi, sales here."
+    assert server.unclean_lines() == []

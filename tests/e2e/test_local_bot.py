@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.server import OWNED_PREFIXES
+from tests.support.server import OWNED_PREFIXES, PROJECT_ROOT
 from tests.support.speech import speech_pcm16, word_error_rate
 
 QUESTION = "What is the capital of France?"
@@ -103,6 +103,8 @@ def audio(tmp_path):
 
 def start_local_bot(env: dict[str, str], workdir: Path) -> subprocess.Popen:
     keep = {k: v for k, v in os.environ.items() if not k.startswith(OWNED_PREFIXES)}
+    # The code under test, not whatever checkout the venv's editable install points at.
+    keep["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), keep.get("PYTHONPATH")) if p)
     return subprocess.Popen(
         [sys.executable, "-m", "bots.cli", "local"],
         cwd=workdir, env={**keep, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

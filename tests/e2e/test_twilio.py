@@ -64,8 +64,13 @@ async def test_the_webhook_answers_with_a_media_stream_and_no_pause(phone_server
     assert [child.tag for child in root] == ["Connect"]  # nothing after <Connect>: no <Pause>
     assert call.stream_url == f"ws://127.0.0.1:{phone_server.port}/twilio/ws"
     details = {name: value for name, value in call.parameters.items() if name != "voicebotTicket"}
-    assert call.parameters["voicebotTicket"], "the stream is bound to this call by a signed ticket"
-    assert details == {"from": call.from_number, "to": call.to_number, "callSid": call.call_sid}
+    assert call.parameters["voicebotTicket"], "the stream is bound to this call (and bot) by a signed ticket"
+    assert details == {
+        "from": call.from_number,
+        "to": call.to_number,
+        "callSid": call.call_sid,
+        "voicebotBot": "default",
+    }
     await call.connect()
     await call.hang_up()
 

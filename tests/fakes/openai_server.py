@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,6 +32,22 @@ class LLMBehaviour:
     stall_after_tokens: int | None = None  # go quiet (connection open) after N tokens...
     stall_secs: float = 30.0  # ...for this long
     drop_after_tokens: int | None = None  # cut the connection after N tokens
+    # A tool call instead of `reply`, for requests whose last user message matches
+    # `tool_call_when` (any request when None): `tool_reply` is said first (it may be empty),
+    # then the call streams as `delta.tool_calls` pieces and the choice ends with "tool_calls".
+    tool_call: str | None = None
+    tool_arguments: str = "{}"
+    tool_call_when: str | None = None
+    tool_reply: str = ""
+
+    def calls_tool(self, body: dict) -> bool:
+        if self.tool_call is None:
+            return False
+        if self.tool_call_when is None:
+            return True
+        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        last = str(users[-1].get("content", "")) if users else ""
+        return re.search(self.tool_call_when, last, re.IGNORECASE) is not None
 
 
 class FakeOpenAIServer(BackgroundServer):
@@ -103,7 +120,9 @@ class FakeOpenAIServer(BackgroundServer):
 
         await asyncio.sleep(behaviour.first_token_delay)
         await send(delta({"role": "assistant", "content": ""}))
-        tokens = self._tokens(behaviour.reply)
+        calls_tool = behaviour.calls_tool(body)
+        text = behaviour.tool_reply if calls_tool else behaviour.reply
+        tokens = self._tokens(text) if text else []
         for sent, token in enumerate(tokens):
             if behaviour.stall_after_tokens is not None and sent >= behaviour.stall_after_tokens:
                 await asyncio.sleep(behaviour.stall_secs)
@@ -112,7 +131,10 @@ class FakeOpenAIServer(BackgroundServer):
                 return response
             await send(delta({"content": token}))
             await asyncio.sleep(behaviour.token_interval)
-        await send(delta({}, "stop"))
+        if calls_tool:
+            await self._stream_tool_call(send, delta, behaviour)
+        else:
+            await send(delta({}, "stop"))
         if body.get("stream_options", {}).get("include_usage"):
             prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens),
@@ -121,6 +143,22 @@ class FakeOpenAIServer(BackgroundServer):
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+    @staticmethod
+    async def _stream_tool_call(send, delta, behaviour: LLMBehaviour) -> None:
+        """As the API streams a call: id, type and name first with empty arguments, then the
+        arguments in pieces (only `index` and `function.arguments`), then "tool_calls"."""
+        call_id = f"call_{uuid.uuid4().hex[:24]}"
+        function = {"name": behaviour.tool_call, "arguments": ""}
+        await send(
+            delta({"tool_calls": [{"index": 0, "id": call_id, "type": "function", "function": function}]})
+        )
+        arguments = behaviour.tool_arguments
+        for start in range(0, len(arguments), 4):
+            piece = {"index": 0, "function": {"arguments": arguments[start : start + 4]}}
+            await send(delta({"tool_calls": [piece]}))
+            await asyncio.sleep(behaviour.token_interval)
+        await send(delta({}, "tool_calls"))
 
 
 def tone_pcm16(seconds: float, sample_rate: int, frequency: float = 220.0) -> bytes:

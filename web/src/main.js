@@ -20,6 +20,7 @@ const ENDED_WORDS = {
   idle_timeout: "we stopped hearing from your microphone",
   silence_timeout: "no one spoke",
   max_duration: "the call reached its time limit",
+  user_goodbye: "you said goodbye",
   client_hangup: "you hung up",
   server_shutdown: "the server is restarting",
   error: "something went wrong on our side",
@@ -178,15 +179,23 @@ async function connect() {
   try {
     // A single-use session token: the server hands the page one only if its operator allows
     // it (a private server, or VOICEBOT_ANONYMOUS_PAGE_TOKENS); otherwise say why, not "failed".
-    const response = await fetch("/session", { method: "POST" });
+    const bot = $("bot").value;
+    const response = await fetch("/session", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(bot ? { bot } : {}),
+    });
     const session = await response.json().catch(() => ({}));
     if (!response.ok) {
       showEnded(`Ended: ${session.error || `the server refused a session (HTTP ${response.status})`}.`);
       client = null;
       return;
     }
-    const token = session.token ? `?token=${encodeURIComponent(session.token)}` : "";
-    await client.connect({ wsUrl: `${scheme}://${location.host}/ws${token}` });
+    const query = new URLSearchParams();
+    if (bot) query.set("bot", bot);
+    if (session.token) query.set("token", session.token);
+    const search = query.size ? `?${query}` : "";
+    await client.connect({ wsUrl: `${scheme}://${location.host}/ws${search}` });
     if ($("ptt-mode").checked) sendPtt(false); // enter push-to-talk mode, button up
   } catch (error) {
     console.warn("voicebot: could not connect", error);
@@ -220,5 +229,21 @@ const talk = $("talk");
 talk.addEventListener("pointerdown", () => sendPtt(true));
 for (const type of ["pointerup", "pointerleave", "pointercancel"]) talk.addEventListener(type, () => sendPtt(false));
 
+// With several bots, let the user pick one (`?bot=NAME` preselects it). /healthz may be kept off
+// a public ingress: then the choice stays hidden and the server's default bot answers.
+async function listBots() {
+  try {
+    const response = await fetch("/healthz");
+    const { bots = [], default_bot: fallback } = response.ok ? await response.json() : {};
+    if (bots.length < 2) return;
+    const wanted = new URLSearchParams(location.search).get("bot");
+    $("bot").replaceChildren(...bots.map((name) => new Option(name, name, false, name === (wanted || fallback))));
+    $("bot-choice").hidden = false;
+  } catch (error) {
+    console.warn("voicebot: could not list the bots", error);
+  }
+}
+
 setState("idle");
-if (new URLSearchParams(location.search).get("autoconnect") === "1") connect();
+const listed = listBots();
+if (new URLSearchParams(location.search).get("autoconnect") === "1") listed.then(() => connect());
