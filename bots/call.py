@@ -73,6 +73,15 @@ class SimpleClient:
             next_at += frame_secs / speed
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
+    async def wait_with_open_microphone(self, predicate, timeout: float, what: str = "condition"):
+        """Wait for `predicate` while streaming silence in real time, as a live microphone does."""
+        microphone = asyncio.create_task(self.stream_pcm(bytes(int(16000 * 2 * timeout))))
+        try:
+            return await self.wait_for(predicate, timeout, what)
+        finally:
+            microphone.cancel()
+            await asyncio.gather(microphone, return_exceptions=True)
+
     async def _read(self) -> None:
         try:
             async for message in self._ws:

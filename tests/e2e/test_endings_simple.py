@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 import pytest
@@ -50,9 +49,7 @@ async def test_the_goodbye_is_sent_as_text_even_when_the_llm_said_the_same_words
 async def test_talking_over_the_goodbye_does_not_cut_it_off(server):
     start = len(server.log())
     async with SimpleClient(f"{server.ws_url}/ws/simple") as client:
-        streaming = asyncio.create_task(client.stream_pcm(silence_pcm16(30.0)))  # a live microphone
-        await client.wait_for(lambda c: c.of_type("bot_started_speaking"), 30, "the goodbye to start")
-        streaming.cancel()
+        await client.wait_with_open_microphone(lambda c: c.of_type("bot_started_speaking"), 30, "the goodbye")
         goodbye_started = client.times("bot_started_speaking")[0]
         with contextlib.suppress(ConnectionClosed):  # the session may end while we talk
             await client.stream_pcm(speech_pcm16("Wait, wait, I am still here!") + silence_pcm16(2.0))

@@ -3,8 +3,6 @@ detector ends the session on a spoken closing, and leaves sentences that mention
 
 from __future__ import annotations
 
-import asyncio
-
 from bots.call import SimpleClient
 from tests.fakes.twilio import TwilioCaller
 from tests.support.pipecat_client import PipecatWebsocketClient
@@ -21,10 +19,9 @@ def finals(client: SimpleClient) -> list[str]:
 async def test_a_spoken_goodbye_ends_the_session_and_a_mention_does_not(offline_server):
     start = len(offline_server.log())
     async with SimpleClient(f"{offline_server.ws_url}/ws/simple") as client:
-        microphone = asyncio.create_task(client.stream_pcm(silence_pcm16(60)))  # a live line
-        await client.wait_for(lambda c: c.of_type("bot_stopped_speaking"), 30, "the greeting")
-        microphone.cancel()
-        await asyncio.gather(microphone, return_exceptions=True)
+        await client.wait_with_open_microphone(
+            lambda c: c.of_type("bot_stopped_speaking"), 30, "the greeting"
+        )
 
         await client.stream_pcm(speech_pcm16("Say bye to my sister for me.") + silence_pcm16(1.0))
         await client.wait_for(lambda c: len(c.of_type("bot_stopped_speaking")) >= 2, 40, "an answer")
