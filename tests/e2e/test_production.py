@@ -65,7 +65,7 @@ async def test_a_full_server_refuses_with_1013_and_says_so_everywhere(llm):
         await poll_until(lambda: readiness(server) == (200, "ready"), 10, "room for a session")
         status, text = get(f"{server.base_url}/metrics")
         assert 'voicebot_sessions_refused_total{transport="/ws"} 1.0' in text
-        assert 'voicebot_sessions_ended_total{reason="client_gone"} 1.0' in text
+        assert 'voicebot_sessions_ended_total{bot="default",reason="client_gone"} 1.0' in text
         assert server.unclean_lines() == []
     finally:
         server.stop()
