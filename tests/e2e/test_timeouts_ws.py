@@ -63,6 +63,7 @@ async def test_idle_never_fires_while_a_slow_llm_answers_a_recording(start_serve
     try:
         server = start_server(
             OPENAI_BASE_URL=llm.base_url,
+            VOICEBOT_LLM_STALL_SECS="30",  # slow, not stalled
             VOICEBOT_IDLE_TIMEOUT_SECS="3",
             VOICEBOT_SILENCE_TIMEOUT_SECS="0",
         )
