@@ -21,8 +21,10 @@ _THANKS = (
     r"(?:thanks|thank you|thanks a lot|thanks so much|thank you so much|thank you very much|"
     r"many thanks|cheers)"
 )
+# Each closing can be split into these pieces one way only ("bye bye" is "bye" + the tail's
+# "bye", never a piece of its own): an ambiguous grammar backtracks exponentially on a near-miss.
 _FAREWELL = (
-    r"(?:bye|bye bye|goodbye|bye now|goodbye now|good night|see you|see you later|see ya|"
+    r"(?:bye|goodbye|good night|see you|see you later|see ya|"
     r"talk to you later|take care|have a (?:good|nice|great|lovely) (?:day|one|evening|night|weekend))"
 )
 _DONE = (
@@ -34,6 +36,9 @@ _HANG_UP = r"(?:(?:you can |please |go ahead and |you may )?(?:hang up|end the c
 _LEAD = rf"(?:(?:ok|okay|alright|all right|right|well|great|perfect|cool|no|nope|yes|yeah|oh|{_THANKS}) )*"
 _TAIL = rf"(?: (?:then|now|for now|for today|{_THANKS}|{_FAREWELL}|{_DONE}|{_HANG_UP}))*"
 _CLOSING = re.compile(rf"{_LEAD}(?:{_FAREWELL}|{_DONE}|{_HANG_UP}){_TAIL}")
+# A closing is short; anything longer is conversation, and is never matched at all (bounded work
+# whatever a transcript or a typed message holds).
+MAX_CLOSING_WORDS = 12
 
 
 def normalise(text: str) -> str:
@@ -46,7 +51,10 @@ def is_closing(text: str) -> bool:
     """The whole utterance ends the conversation; a question never does."""
     if text.strip().endswith("?"):
         return False
-    return _CLOSING.fullmatch(normalise(text)) is not None
+    words = normalise(text)
+    if words.count(" ") >= MAX_CLOSING_WORDS:
+        return False
+    return _CLOSING.fullmatch(words) is not None
 
 
 def last_user_text(frame: LLMContextFrame) -> str | None:

@@ -18,6 +18,8 @@ CLOSINGS = [
     "Good-bye!",
     "Bye-bye.",
     "Bye bye",
+    "Bye bye now.",
+    "Goodbye now!",
     "Thanks, bye!",
     "Thank you, goodbye.",
     "OK, thanks, bye.",
@@ -110,3 +112,15 @@ async def test_an_assistant_or_developer_message_last_is_not_the_users_turn():
     await run_test(
         GoodbyeDetector(goodbye="Bye!"), frames_to_send=[frame], expected_down_frames=[LLMContextFrame]
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "bye " + "bye bye " * 2000 + "and one more thing",  # a near-miss: once exponential (ReDoS)
+        "bye," * 2000 + "x",  # punctuation splits it into words only after normalising
+        "thanks " * 13 + "bye",
+    ],
+)
+def test_a_long_turn_is_conversation_and_is_not_matched_at_all(text):
+    assert not is_closing(text)

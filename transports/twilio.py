@@ -259,12 +259,18 @@ async def finish_call(websocket: WebSocket, call: TwilioCall, settings: Settings
 
 
 async def wait_for_end_mark(websocket: WebSocket, call: TwilioCall) -> None:
+    """Read the stream (bounded in time; each event bounded in size before it is parsed) until
+    the end mark comes back, the caller hangs up, or the stream closes."""
     if call.caller_hung_up or not call.end_mark_sent or call.end_mark_played.is_set():
         return
     try:
         async with asyncio.timeout(MARK_WAIT_SECS):
             while not call.end_mark_played.is_set() and connected(websocket):
-                message = parse_event(await websocket.receive_text()) or {}
+                received = await websocket.receive()
+                if received["type"] == "websocket.disconnect":
+                    call.caller_hung_up = True
+                    return
+                message = parse_event(received.get("text") or "") or {}  # binary: not Twilio's
                 if message.get("event") == "stop":
                     call.caller_hung_up = True
                     return

@@ -111,6 +111,20 @@ async def test_silence_prompts_then_the_goodbye_is_heard_before_the_hang_up(call
     assert seconds(call.played_ulaw) > 2.0  # the prompt and the goodbye were both sent
 
 
+async def test_garbage_while_the_goodbye_plays_still_ends_with_the_hang_up(call, twilio_api):
+    """After the end mark the server reads the stream itself; a binary frame or junk there is
+    skipped, not a crash that would leave the call up."""
+    hang_ups_before = len(twilio_api.hang_ups)
+    async with call:
+        await call.wait_for(lambda c: c.of_event("mark"), 40, "the end mark")
+        await call.send_raw(b"\x00\x01 not twilio")
+        await call.send_raw("{not json")
+        await call.wait_closed(timeout=40)
+    assert [h.call_sid for h in twilio_api.hang_ups[hang_ups_before:]] == [call.call_sid]
+    assert call.echoed_marks and twilio_api.hang_ups[-1].at >= call.echoed_marks[0][0]
+    assert (call.close_code, call.close_reason) == (1000, "silence_timeout")
+
+
 async def test_the_caller_hanging_up_mid_reply_ends_cleanly_without_a_rest_call(
     call, twilio_api, llm, phone_server
 ):

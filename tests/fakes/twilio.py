@@ -161,6 +161,10 @@ class TwilioCaller:
     async def _send(self, message: dict) -> None:
         await self._ws.send(json.dumps(message))
 
+    async def send_raw(self, data: str | bytes) -> None:
+        """Something that is not a Twilio event (for negative tests)."""
+        await self._ws.send(data)
+
     # --- the caller's side of the line ----------------------------------------------------
 
     def say(self, pcm16: bytes) -> None:
