@@ -20,7 +20,7 @@ from loguru import logger
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.requests import HTTPConnection
+from starlette.requests import ClientDisconnect, HTTPConnection
 
 from bots.admission import Admission, RateWindow, Refused, Slot
 from bots.auth import Access
@@ -61,6 +61,7 @@ STATIC_DIR = Path(__file__).parent / "static"  # built from web/ (see README); c
 # A transport's last step, after the pipeline: tell the client, hang up, close (see pipeline/session.py).
 Finish = Callable[[EndReason], Awaitable[None]]
 TRY_AGAIN_LATER = 1013  # RFC 6455: the server is overloaded; the client should retry later
+BODY_READ_SECS = 5.0  # a request body that takes longer is refused (408)
 WEBHOOK_MAX_BYTES = 64 * 1024  # Twilio's webhook form is a few kB; anything bigger is not Twilio
 SESSION_REQUEST_MAX_BYTES = 4 * 1024  # `POST /session` takes at most {"bot": NAME}
 PHONES_OFF = "phone calls are off: this server requires credentials and TWILIO_AUTH_TOKEN is not set"
@@ -93,16 +94,25 @@ class Runtime:
         return self.admission.draining
 
 
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it is known to exceed `limit` bytes."""
+async def read_body(request: Request, limit: int) -> bytes | Response:
+    """The request body, or the refusal to answer with: too large (413, as soon as it is known
+    to pass `limit`), too slow (408 after `BODY_READ_SECS`: a trickled body holds a connection),
+    or cut off by the client (400, quietly: nobody is left to read it)."""
+    too_large = PlainTextResponse("request body too large", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        return None
+        return too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
+    try:
+        async with asyncio.timeout(BODY_READ_SECS):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    return too_large
+    except TimeoutError:
+        return PlainTextResponse("request body too slow", status.HTTP_408_REQUEST_TIMEOUT)
+    except ClientDisconnect:
+        return PlainTextResponse("request body cut off", status.HTTP_400_BAD_REQUEST)
     return bytes(body)
 
 
@@ -301,8 +311,8 @@ def create_app(
         """The bot named by `POST /session`'s optional JSON body `{"bot": NAME}` (the default
         without one), or the refusal to send."""
         body = await read_body(request, SESSION_REQUEST_MAX_BYTES)
-        if body is None:
-            return JSONResponse({"error": "request body too large"}, status_code=413)
+        if isinstance(body, Response):
+            return JSONResponse({"error": body.body.decode()}, status_code=body.status_code)
         name = None
         if body.strip():
             try:
@@ -446,10 +456,8 @@ def create_app(
         if phones_off:
             return PlainTextResponse(PHONES_OFF, status_code=status.HTTP_403_FORBIDDEN)
         body = await read_body(request, WEBHOOK_MAX_BYTES)
-        if body is None:
-            return PlainTextResponse(
-                "request body too large", status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-            )
+        if isinstance(body, Response):
+            return body
         form = dict(parse_qsl(body.decode(errors="replace"), keep_blank_values=True))
         url = webhook_url(settings, str(request.url))
         if not signature_is_valid(settings, url, form, request.headers.get("x-twilio-signature")):

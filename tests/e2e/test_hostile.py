@@ -297,6 +297,33 @@ async def test_9_a_huge_webhook_body_is_refused_unparsed_and_a_real_one_answered
     assert status == 200 and "<Stream" in twiml
 
 
+async def trickle(port: int, path: str, *, leave_after: float | None) -> bytes:
+    """POST `path` announcing 100 bytes and sending one, then nothing: what the server answers
+    (or, with `leave_after`, hang up before it does)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n\r\n{".encode()
+    )
+    await writer.drain()
+    try:
+        if leave_after is not None:
+            await asyncio.sleep(leave_after)
+            return b""
+        return await asyncio.wait_for(reader.read(200), 30)
+    finally:
+        writer.close()
+
+
+async def test_9_a_trickled_or_abandoned_body_is_refused_without_noise(private_server):
+    start = len(private_server.log())
+    for path in ("/session", "/twilio/voice"):
+        await trickle(private_server.port, path, leave_after=0.5)  # a client that gives up
+        answer = await trickle(private_server.port, path, leave_after=None)  # ...and one that waits
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert private_server.unclean_lines(start) == []  # the abandoned ones ended quietly, long ago
+
+
 # --- 10. The stream is bound to its webhook; ids are validated ------------------------------
 
 
