@@ -20,6 +20,9 @@ from pipecat.frames.frames import (
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# Text with no sentence end goes out anyway at this length: the work per token stays bounded
+# however long an unpunctuated reply runs.
+MAX_SENTENCE_CHARS = 2000
 
 
 class ConversationTextObserver(BaseObserver):
@@ -35,7 +38,7 @@ class ConversationTextObserver(BaseObserver):
     def __init__(self, **kwargs):
         super().__init__(**{"observe_every_push": False, **kwargs})  # first pushes are all it reads
         self._state = ""
-        self._reply = ""
+        self._reply: list[str] = []  # the reply in progress, in pieces (joined once, at its end)
         self._unsaid = ""  # the reply's text after its last complete sentence
 
     def on_user(self, text: str) -> None:
@@ -60,8 +63,15 @@ class ConversationTextObserver(BaseObserver):
             self.on_state(state)
 
     def _reply_text(self, text: str) -> None:
-        self._reply += text
-        *sentences, self._unsaid = SENTENCE_END.split(self._unsaid + text)
+        self._reply.append(text)
+        ends_a_sentence = SENTENCE_END.search(self._unsaid[-1:] + text) is not None  # new text only
+        self._unsaid += text  # at most MAX_SENTENCE_CHARS long
+        if not ends_a_sentence and len(self._unsaid) < MAX_SENTENCE_CHARS:
+            return
+        *sentences, self._unsaid = SENTENCE_END.split(self._unsaid)
+        if len(self._unsaid) >= MAX_SENTENCE_CHARS:
+            sentences.append(self._unsaid)
+            self._unsaid = ""
         for sentence in sentences:
             if sentence.strip():
                 self.on_bot_sentence(sentence.strip())
@@ -69,9 +79,10 @@ class ConversationTextObserver(BaseObserver):
     def _reply_ended(self) -> None:
         if self._unsaid.strip():
             self.on_bot_sentence(self._unsaid.strip())
-        if self._reply.strip():
-            self.on_bot(self._reply.strip())
-        self._reply = self._unsaid = ""
+        reply = "".join(self._reply).strip()
+        if reply:
+            self.on_bot(reply)
+        self._reply, self._unsaid = [], ""
 
     async def on_push_frame(self, data: FramePushed):
         frame = data.frame
@@ -84,14 +95,14 @@ class ConversationTextObserver(BaseObserver):
         elif isinstance(frame, UserStoppedSpeakingFrame):
             self._set_state("thinking")
         elif isinstance(frame, LLMFullResponseStartFrame):
-            self._reply = self._unsaid = ""
+            self._reply, self._unsaid = [], ""
             self._set_state("thinking")
         elif isinstance(frame, LLMTextFrame):
             self._reply_text(frame.text)
         elif isinstance(frame, LLMFullResponseEndFrame):
             self._reply_ended()
         elif isinstance(frame, InterruptionFrame):
-            self._reply = self._unsaid = ""  # the rest of that reply will not be said
+            self._reply, self._unsaid = [], ""  # the rest of that reply will not be said
         elif isinstance(frame, TTSSpeakFrame) and frame.text.strip():
             self.on_bot(frame.text.strip())
             self.on_bot_sentence(frame.text.strip())
