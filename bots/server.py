@@ -137,14 +137,18 @@ async def drain(app: FastAPI) -> None:
     for them to end, at most VOICEBOT_DRAIN_SECS. Phone calls are hung up properly."""
     runtime: Runtime = app.state.runtime
     runtime.admission.draining = True
-    sessions = list(runtime.sessions.values())
     logger.info(
-        f"Draining: ending {len(sessions)} session(s), waiting up to {runtime.settings.drain_secs:g}s"
+        f"Draining: ending {len(runtime.sessions)} session(s), waiting up to {runtime.settings.drain_secs:g}s"
     )
-    for session in sessions:
-        await session.end(EndReason.SERVER_SHUTDOWN)
+    ended: set[str] = set()
     deadline = asyncio.get_running_loop().time() + runtime.settings.drain_secs
-    while runtime.sessions and asyncio.get_running_loop().time() < deadline:
+    # Admitted connections still opening (a call's handshake, a first `start`) hold a slot and
+    # become sessions: each is ended as it appears, until no slot is held.
+    while (runtime.sessions or runtime.admission.reserved) and asyncio.get_running_loop().time() < deadline:
+        for session_id, session in list(runtime.sessions.items()):
+            if session_id not in ended:
+                ended.add(session_id)
+                await session.end(EndReason.SERVER_SHUTDOWN)
         await asyncio.sleep(0.1)
     if runtime.sessions:
         logger.warning(f"Drain timed out with {len(runtime.sessions)} session(s) still open")
@@ -404,6 +408,8 @@ def create_app(
             )
             await websocket.send_text(serializer.ready_message())
             first = await first_message(websocket)
+            if first is not None and first["type"] == "websocket.disconnect":
+                return  # gone before a word: no pipeline for nobody
             bot = await bot_of_start(websocket, bot, first)
             if bot is None:
                 return

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from loguru import logger
-from pipecat.frames.frames import EndWorkerFrame, Frame, InterruptionFrame, TTSSpeakFrame
+from pipecat.frames.frames import (
+    EndWorkerFrame,
+    Frame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    TextFrame,
+    TTSSpeakFrame,
+)
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from processors.frames import (
@@ -13,6 +21,10 @@ from processors.frames import (
     SessionEndedMessageFrame,
     SessionEndingFrame,
 )
+
+# Anything that would be spoken after the goodbye (a reply or prompt already on its way when
+# the ending started, a greeting queued behind it) never reaches the TTS.
+SPEECH_AFTER_THE_END = (TTSSpeakFrame, TextFrame, LLMFullResponseStartFrame, LLMFullResponseEndFrame)
 
 
 class SessionEndProcessor(FrameProcessor):
@@ -58,7 +70,10 @@ class SessionEndProcessor(FrameProcessor):
                 await self.broadcast_interruption()  # stop the LLM and the audio in flight
                 await self._end(EndSessionFrame(reason=EndReason.CLIENT_HANGUP))
             return
-        if self._ending and isinstance(frame, InterruptionFrame):
+        if self._ending and (
+            isinstance(frame, InterruptionFrame)
+            or (direction == FrameDirection.DOWNSTREAM and isinstance(frame, SPEECH_AFTER_THE_END))
+        ):
             return
         await self.push_frame(frame, direction)
 

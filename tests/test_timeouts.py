@@ -36,6 +36,7 @@ from processors.frames import (
     IdleTimeoutFrame,
     MaxDurationFrame,
     SessionEndedMessageFrame,
+    SessionEndingFrame,
     SilenceTimeoutFrame,
 )
 from processors.idle_timeout import IdleTimeoutProcessor
@@ -232,3 +233,21 @@ async def test_session_end_without_goodbye():
         SessionEndProcessor(), frames_to_send=[EndSessionFrame(reason=EndReason.ERROR)], send_end_frame=False
     )
     assert kinds(down)[:2] == [SessionEndedMessageFrame, EndWorkerFrame]
+
+
+async def test_nothing_is_spoken_after_the_goodbye():
+    """A reply, a prompt or a greeting still on its way when the ending starts is dropped: the
+    goodbye is the last thing the bot says."""
+    down, up = await run_test(
+        SessionEndProcessor(),
+        frames_to_send=[
+            IdleTimeoutFrame(goodbye="Goodbye!"),
+            LLMFullResponseStartFrame(),
+            LLMTextFrame("A late reply."),
+            LLMFullResponseEndFrame(),
+            TTSSpeakFrame("Hello! How can I help you today?"),
+        ],
+        send_end_frame=False,
+    )
+    assert [f.text for f in down if isinstance(f, TTSSpeakFrame | LLMTextFrame)] == ["Goodbye!"]
+    assert SessionEndingFrame in [type(f) for f in up]  # the user is muted from here

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 
-from bots.call import poll_until
+from bots.call import SimpleClient, poll_until
 from tests.fakes.twilio import FakeTwilioAPI, TwilioCaller
 from tests.support.pipecat_client import PipecatWebsocketClient
 from tests.support.server import ServerProcess
@@ -95,12 +95,18 @@ async def test_sigterm_says_goodbye_to_every_caller_then_exits_cleanly(llm, work
             for client in browsers:
                 await client.wait_for(lambda r: r.rtvi("bot-ready"), 30, "the browser session")
             await asyncio.sleep(1)
+            # One more client has just been told `ready` and not yet said a word: its session
+            # is still opening when the drain starts, and is ended like the others.
+            late = await SimpleClient(f"{server.ws_url}/ws/simple").__aenter__()
+            await late.wait_for(lambda c: c.of_type("ready"), 10, "ready")
             server._process.send_signal(signal.SIGTERM)
             if workers == 1:  # with workers, which one answers /readyz is the kernel's choice
                 await poll_until(lambda: readiness(server) == (503, "draining"), 10, "/readyz: draining")
             for client in browsers:
                 await client.wait_closed(timeout=30)
             await phone.wait_closed(timeout=30)
+            await late.wait_closed(timeout=30)
+            await late.close()
         assert server._process.wait(timeout=30) == 0
     finally:
         server.stop()
@@ -111,7 +117,8 @@ async def test_sigterm_says_goodbye_to_every_caller_then_exits_cleanly(llm, work
         assert (client.received.close_code, client.received.close_reason) == (1000, "server_shutdown")
     assert [m["mark"]["name"] for m in phone.of_event("mark")] == ["voicebot-session-end"]
     assert [h.call_sid for h in twilio.hang_ups] == [phone.call_sid]
-    assert server.log().count("ended: reason=server_shutdown") == 3
+    assert late.events[-1][1] == {"type": "end", "reason": "server_shutdown"}
+    assert server.log().count("ended: reason=server_shutdown") == 4
     assert server.unclean_lines() == []
 
 
