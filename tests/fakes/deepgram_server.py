@@ -37,6 +37,16 @@ class DeepgramBehaviour:
     reconnect_gate: threading.Event | None = None  # after that drop, hold new handshakes until set
     fail_next_speaks: int = 0  # close the TTS socket with 1011 on this many next Speak messages
     tts_seconds_per_char: float = 0.05
+    # Service timing (0 = answer at once). Interim results come every this much audio while the
+    # user speaks (with `interim_results=true`, Pipecat's default).
+    interim_every_secs: float = 1.0
+    final_delay_secs: float = 0.0  # Finalize → its final result
+    tts_first_byte_secs: float = 0.0  # Flush → the first audio of that text
+    # What a final says and when (speculative replies): hold each Finalize's final until the
+    # gate is set; repeat the latest interim word for word; or say `final_text` instead.
+    final_gate: threading.Event | None = None
+    final_repeats_interim: bool = False
+    final_text: str | None = None
 
 
 @dataclass
@@ -47,6 +57,8 @@ class ListenLog:
     audio_bytes: int = 0
     messages: list[str] = field(default_factory=list)
     transcripts: list[str] = field(default_factory=list)
+    interims: list[str] = field(default_factory=list)
+    finals_sent_at: list[float] = field(default_factory=list)  # time.monotonic(), per final
 
 
 class FakeDeepgramServer(BackgroundServer):
@@ -173,17 +185,23 @@ class FakeDeepgramServer(BackgroundServer):
                 if (
                     query.get("interim_results") == "true"
                     and in_speech
-                    and len(pending) - interim_mark >= 2 * rate
+                    and len(pending) - interim_mark >= self.behaviour.interim_every_secs * 2 * rate
                 ):
                     interim_mark = len(pending)
-                    await results(await self._transcriber.transcribe(bytes(pending)), final=False)
+                    log.interims.append(await self._transcriber.transcribe(bytes(pending)))
+                    await results(log.interims[-1], final=False)
                 continue
             kind = json.loads(message).get("type")
             log.messages.append(kind)
             if kind in ("Finalize", "CloseStream"):
-                text = await self._transcriber.transcribe(bytes(pending)) if in_speech else ""
+                text = await self._final_text(bytes(pending), log, interim_mark) if in_speech else ""
                 log.transcripts.append(text)
+                await asyncio.sleep(self.behaviour.final_delay_secs)
+                gate = self.behaviour.final_gate
+                while kind == "Finalize" and gate is not None and not gate.is_set():
+                    await asyncio.sleep(0.01)
                 await results(text, final=True, from_finalize=kind == "Finalize")
+                log.finals_sent_at.append(time.monotonic())
                 if query.get("utterance_end_ms") and text:
                     await ws.send(
                         json.dumps({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": offset})
@@ -200,6 +218,14 @@ class FakeDeepgramServer(BackgroundServer):
                 }))  # fmt: skip
                 await ws.close(1000)
                 return
+
+    async def _final_text(self, pending: bytes, log: ListenLog, interim_mark: int) -> str:
+        """The final for `pending`: transcribed, unless the behaviour says what it is."""
+        if self.behaviour.final_text is not None:
+            return self.behaviour.final_text
+        if self.behaviour.final_repeats_interim and interim_mark and log.interims:
+            return log.interims[-1]
+        return await self._transcriber.transcribe(pending)
 
     # --- /v1/speak --------------------------------------------------------------------------
 
@@ -224,6 +250,7 @@ class FakeDeepgramServer(BackgroundServer):
             elif kind == "Flush":
                 if text:
                     self.speak_texts.append(text)
+                    await asyncio.sleep(self.behaviour.tts_first_byte_secs)
                     audio = tone_pcm16(self.behaviour.tts_seconds_per_char * len(text), rate)
                     for start in range(0, len(audio), rate // 5):  # 100 ms chunks
                         await ws.send(audio[start : start + rate // 5])
