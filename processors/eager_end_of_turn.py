@@ -11,7 +11,6 @@ that wait. `SpeculativeTurnAnalyzerUserTurnStopStrategy` answers and settles the
 from __future__ import annotations
 
 from pipecat.frames.frames import (
-    EagerEndOfTurnCancelFrame,
     Frame,
     InterimTranscriptionFrame,
     TranscriptionFrame,
@@ -21,6 +20,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.turns.eager_end_of_turn_mixin import EagerEndOfTurnSTTServiceMixin
+from pipecat.turns.user_stop import NormalizedMatch
 
 from processors.frames import PushToTalkFrame
 
@@ -32,12 +32,14 @@ class EagerEndOfTurnProcessor(EagerEndOfTurnSTTServiceMixin):
       and since the last final: pushes `EagerTranscriptionFrame(latest interim)`. Like Flux's
       eager transcript it carries only what is not final yet; the stop strategy prepends the
       turn's finals (as Pipecat's `EagerUserTurnStopStrategy` does).
+    - An interim result arriving after that stop (before the user resumes or the turn ends) that
+      says something else: a new `EagerTranscriptionFrame`, which replaces the prediction. The
+      interim in hand at the VAD's stop can predate the last words (interims lag the audio); a
+      reply to it would be withdrawn anyway when the final arrives.
     - `VADUserStartedSpeakingFrame` while a prediction is pending: pushes
       `EagerEndOfTurnCancelFrame` (the user resumed, as Flux's `TurnResumed`); the LLM stops the
       speculative inference and its gate drops the held reply.
-    - `UserStoppedSpeakingFrame` (the user aggregator ended the turn) or an
-      `EagerEndOfTurnCancelFrame` coming upstream (the prediction was withdrawn downstream): the
-      prediction is settled.
+    - `UserStoppedSpeakingFrame` (the user aggregator ended the turn): the prediction is settled.
 
     It predicts nothing in push-to-talk mode (the button delimits turns; its release also comes
     as a VAD stop), with `enabled=False`, or when the STT sends no interim results (Moonshine,
@@ -53,24 +55,46 @@ class EagerEndOfTurnProcessor(EagerEndOfTurnSTTServiceMixin):
         super().__init__(**{"enable_direct_mode": True, **kwargs}, enable_eager_end_of_turn=enabled)
         self._push_to_talk = False
         self._interim: InterimTranscriptionFrame | None = None  # since the last final and VAD start
+        self._silent = False  # between the VAD's stop and the next start or the turn's end
+        self._predicted: str | None = None  # the text predicted in this silence
+        self._same_text = NormalizedMatch()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
         await self.push_frame(frame, direction)
+        downstream = direction == FrameDirection.DOWNSTREAM
         if isinstance(frame, PushToTalkFrame):
             self._push_to_talk = True
         elif isinstance(frame, InterimTranscriptionFrame):
             self._interim = frame if frame.text.strip() else None
+            if self._silent:
+                await self._predict()  # a fresher transcript of the words before the pause
         elif isinstance(frame, TranscriptionFrame):
             self._interim = None
-        elif isinstance(frame, VADUserStartedSpeakingFrame) and direction == FrameDirection.DOWNSTREAM:
+        elif isinstance(frame, VADUserStartedSpeakingFrame) and downstream:
+            self._silent = False
             self._interim = None
+            self._predicted = None
             await self._cancel_eager_end_of_turn()
-        elif isinstance(frame, VADUserStoppedSpeakingFrame) and direction == FrameDirection.DOWNSTREAM:
-            if self._interim is not None and not self._push_to_talk:
-                interim = self._interim
-                await self._push_eager_end_of_turn(
-                    interim.text, user_id=interim.user_id, language=interim.language, result=interim.result
-                )
-        elif isinstance(frame, (UserStoppedSpeakingFrame, EagerEndOfTurnCancelFrame)):
-            self._clear_eager_end_of_turn()  # the turn ended, or the prediction was withdrawn downstream
+        elif isinstance(frame, VADUserStoppedSpeakingFrame) and downstream:
+            self._silent = True
+            await self._predict()
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            # The turn ended (its reply kept or answered afresh): nothing to predict until the
+            # user speaks again. Withdrawals made downstream (`EagerEndOfTurnCancelFrame` coming
+            # up) are not followed: a newer prediction withdraws the one it replaces that way,
+            # and an extra withdrawal at the next VAD start is a no-op for the LLM.
+            self._silent = False
+            self._clear_eager_end_of_turn()
+
+    async def _predict(self) -> None:
+        """Predict the end of turn on the latest interim, unless it says what was already predicted."""
+        interim = self._interim
+        if self._push_to_talk or interim is None:
+            return
+        if self._predicted is not None and self._same_text.matches(self._predicted, interim.text):
+            return
+        self._predicted = interim.text
+        await self._push_eager_end_of_turn(
+            interim.text, user_id=interim.user_id, language=interim.language, result=interim.result
+        )

@@ -69,7 +69,7 @@ class SpeculativeTurnAnalyzerUserTurnStopStrategy(TurnAnalyzerUserTurnStopStrate
         if isinstance(frame, EagerTranscriptionFrame):
             await self._speculate(frame.text)
         elif isinstance(frame, EagerEndOfTurnCancelFrame):
-            if await self._take_speculation():
+            if self._take_speculation():
                 logger.debug(f"{self}: speculative reply withdrawn (the user resumed, or it wanted a tool)")
         elif isinstance(frame, TranscriptionFrame) and frame.text.strip():
             self._finals.append(frame.text.strip())
@@ -77,7 +77,7 @@ class SpeculativeTurnAnalyzerUserTurnStopStrategy(TurnAnalyzerUserTurnStopStrate
 
     async def trigger_user_turn_stopped(self, *, enable_user_speaking_frames: bool | None = None):
         """End the turn, keeping the speculative reply only if the final transcript matches it."""
-        speculation = await self._take_speculation()
+        speculation = self._take_speculation()
         if speculation is None:
             await super().trigger_user_turn_stopped(enable_user_speaking_frames=enable_user_speaking_frames)
             return
@@ -105,7 +105,10 @@ class SpeculativeTurnAnalyzerUserTurnStopStrategy(TurnAnalyzerUserTurnStopStrate
         await super().handle_user_turn_stopped()
 
     async def cleanup(self):
-        await self._take_speculation()
+        timer = self._speculation_timer
+        self._take_speculation()
+        if timer is not None:
+            await self.task_manager.cancel_task(timer)
         await super().cleanup()
 
     async def _speculate(self, eager_text: str) -> None:
@@ -132,14 +135,18 @@ class SpeculativeTurnAnalyzerUserTurnStopStrategy(TurnAnalyzerUserTurnStopStrate
             await self.trigger_user_turn_speculation_cancelled()
 
     async def _withdraw_unresolved(self, why: str) -> None:
-        if await self._take_speculation():
+        if self._take_speculation():
             logger.debug(f"{self}: speculative reply withdrawn: {why}")
             await self.trigger_user_turn_speculation_cancelled()
 
-    async def _take_speculation(self) -> UserTurnSpeculation | None:
-        """The speculation in flight, now resolved: the one way out, so none is settled twice."""
+    def _take_speculation(self) -> UserTurnSpeculation | None:
+        """The speculation in flight, now resolved: the one way out, so none is settled twice.
+
+        No await between taking it and acting on it, so a trigger on another task (the STT
+        timeout, a transcript) can never find it gone while it is not yet settled.
+        """
         speculation, self._speculation = self._speculation, None
         timer, self._speculation_timer = self._speculation_timer, None
         if timer is not None:
-            await self.task_manager.cancel_task(timer)
+            timer.cancel()  # the task manager forgets it when it ends
         return speculation

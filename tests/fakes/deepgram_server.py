@@ -13,6 +13,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlparse
 
@@ -125,6 +126,43 @@ class FakeDeepgramServer(BackgroundServer):
         query = {k: v[-1] for k, v in parse_qs(urlparse(ws.request.path).query).items()}
         log = ListenLog(query=query)
         self.listens.append(log)
+
+        # Messages leave in order through an outbox, so a final held by `final_gate` holds back
+        # what follows it while audio is still read and transcribed in real time.
+        outbox: asyncio.Queue[tuple[str, bool, bool]] = asyncio.Queue()
+
+        async def send(message: str, *, final: bool = False, held: bool = False) -> None:
+            await outbox.put((message, final, held))
+
+        async def sender() -> None:
+            while True:
+                message, final, held = await outbox.get()
+                gate = self.behaviour.final_gate
+                while held and gate is not None and not gate.is_set():
+                    await asyncio.sleep(0.01)
+                try:
+                    await ws.send(message)
+                except ConnectionClosed:
+                    return
+                finally:
+                    outbox.task_done()
+                if final:
+                    log.finals_sent_at.append(time.monotonic())
+
+        sending = asyncio.create_task(sender())
+        try:
+            await self._listen_loop(ws, query, log, send, outbox)
+        finally:
+            sending.cancel()
+
+    async def _listen_loop(
+        self,
+        ws: ServerConnection,
+        query: dict[str, str],
+        log: ListenLog,
+        send: Callable[..., Awaitable[None]],
+        outbox: asyncio.Queue,
+    ) -> None:
         rate = int(query.get("sample_rate", "16000"))
         request_id = str(uuid.uuid4())
         pending = bytearray()  # audio since the last final result
@@ -132,6 +170,19 @@ class FakeDeepgramServer(BackgroundServer):
         speech_secs = 0.0
         in_speech = False
         interim_mark = 0
+        # Interims are transcribed beside the loop, as the service does, so a Finalize is answered
+        # at once; one begun before a final is dropped (it would come after the final).
+        segment = 0  # finals sent so far
+        last_interim: str | None = None  # this segment's
+        interim: asyncio.Task | None = None
+
+        async def transcribe_interim(audio: bytes, of_segment: int) -> None:
+            nonlocal last_interim
+            text = await self._transcriber.transcribe(audio)
+            if of_segment == segment:
+                last_interim = text
+                log.interims.append(text)
+                await results(text, final=False)
 
         async def results(text: str, *, final: bool, from_finalize: bool = False) -> None:
             duration = len(pending) / 2 / rate
@@ -163,7 +214,7 @@ class FakeDeepgramServer(BackgroundServer):
                     "model_info": model_info,
                 },
             }
-            await ws.send(json.dumps(message))
+            await send(json.dumps(message), final=final, held=from_finalize)
 
         async for message in ws:
             if isinstance(message, bytes):
@@ -173,9 +224,7 @@ class FakeDeepgramServer(BackgroundServer):
                 if speechy:
                     speech_secs += len(message) / 2 / rate
                 if speechy and not in_speech and query.get("vad_events") == "true":
-                    await ws.send(
-                        json.dumps({"type": "SpeechStarted", "channel": [0, 1], "timestamp": offset})
-                    )
+                    await send(json.dumps({"type": "SpeechStarted", "channel": [0, 1], "timestamp": offset}))
                 in_speech = in_speech or speechy
                 drop_after = self.behaviour.drop_listen_after_speech_secs
                 if drop_after is not None and not self._dropped_once and speech_secs >= drop_after:
@@ -188,29 +237,27 @@ class FakeDeepgramServer(BackgroundServer):
                     and len(pending) - interim_mark >= self.behaviour.interim_every_secs * 2 * rate
                 ):
                     interim_mark = len(pending)
-                    log.interims.append(await self._transcriber.transcribe(bytes(pending)))
-                    await results(log.interims[-1], final=False)
+                    if interim is None or interim.done():
+                        interim = asyncio.create_task(transcribe_interim(bytes(pending), segment))
                 continue
             kind = json.loads(message).get("type")
             log.messages.append(kind)
             if kind in ("Finalize", "CloseStream"):
-                text = await self._final_text(bytes(pending), log, interim_mark) if in_speech else ""
+                segment += 1
+                text = await self._final_text(bytes(pending), last_interim) if in_speech else ""
+                last_interim = None
                 log.transcripts.append(text)
                 await asyncio.sleep(self.behaviour.final_delay_secs)
-                gate = self.behaviour.final_gate
-                while kind == "Finalize" and gate is not None and not gate.is_set():
-                    await asyncio.sleep(0.01)
                 await results(text, final=True, from_finalize=kind == "Finalize")
-                log.finals_sent_at.append(time.monotonic())
                 if query.get("utterance_end_ms") and text:
-                    await ws.send(
-                        json.dumps({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": offset})
-                    )
+                    end = {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": offset}
+                    await send(json.dumps(end))
                 offset += len(pending) / 2 / rate
                 pending.clear()
                 interim_mark = 0
                 in_speech = False
             if kind == "CloseStream":
+                await outbox.join()
                 await ws.send(json.dumps({
                     "type": "Metadata", "transaction_key": "deprecated", "request_id": request_id,
                     "sha256": "0" * 64, "created": time.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
@@ -219,12 +266,12 @@ class FakeDeepgramServer(BackgroundServer):
                 await ws.close(1000)
                 return
 
-    async def _final_text(self, pending: bytes, log: ListenLog, interim_mark: int) -> str:
+    async def _final_text(self, pending: bytes, last_interim: str | None) -> str:
         """The final for `pending`: transcribed, unless the behaviour says what it is."""
         if self.behaviour.final_text is not None:
             return self.behaviour.final_text
-        if self.behaviour.final_repeats_interim and interim_mark and log.interims:
-            return log.interims[-1]
+        if self.behaviour.final_repeats_interim and last_interim is not None:
+            return last_interim
         return await self._transcriber.transcribe(pending)
 
     # --- /v1/speak --------------------------------------------------------------------------

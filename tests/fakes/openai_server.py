@@ -63,6 +63,7 @@ class FakeOpenAIServer(BackgroundServer):
         self.behaviour = behaviour or LLMBehaviour()
         self.requests: list[dict] = []
         self.requests_at: list[float] = []  # time.monotonic() at each request's arrival
+        self.completed: list[int] = []  # indexes in `requests` of the responses streamed to [DONE]
         self.speech_requests: list[dict] = []
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
 
@@ -102,6 +103,7 @@ class FakeOpenAIServer(BackgroundServer):
 
     async def _stream_completion(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        index = len(self.requests)
         self.requests.append(body)
         self.requests_at.append(time.monotonic())
         behaviour = self.behaviour
@@ -151,6 +153,7 @@ class FakeOpenAIServer(BackgroundServer):
             await send([], usage)
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
+        self.completed.append(index)
         return response
 
     @staticmethod
