@@ -23,6 +23,11 @@ TURN_LATENCY = Histogram(
     ["stage"],
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
 )
+SPECULATIVE_REPLIES = Counter(
+    "voicebot_speculative_replies_total",
+    "Replies started at the VAD's stop, before the turn ended: kept (heard) or withdrawn (dropped)",
+    ["outcome"],
+)
 SERVICE_ERRORS = Counter("voicebot_service_errors_total", "Errors reported by services", ["service"])
 CLIENT_INPUT_DROPPED = Counter(
     "voicebot_client_input_dropped_total",

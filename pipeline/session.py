@@ -1,8 +1,9 @@
 """A voice session: the one place where a session's pipeline is assembled, for any transport.
 
-transport in → VAD (Silero) → push-to-talk gate → STT → user aggregator (smart-turn) → client
-audio ticker → LLM → conversation tracker → [idle, silence, max duration, session end] → TTS →
-transport out → assistant aggregator, run by one `PipelineWorker` and its own `WorkerRunner`.
+transport in → VAD (Silero) → push-to-talk gate → STT → eager end of turn → user aggregator
+(smart-turn) → client audio ticker → LLM → conversation tracker → [idle, silence, max duration,
+session end] → TTS → transport out → assistant aggregator, run by one `PipelineWorker` and its
+own `WorkerRunner`.
 Input audio ends at the ticker (a tick every 0.25 s says it still flows). Our processors sit
 after the LLM: there they see client input (messages, audio ticks), LLM responses, and bot
 speech (pushed upstream by the output transport), and what they push reaches the TTS.
@@ -69,6 +70,7 @@ from processors.client_audio_ticker import ClientAudioTicker
 from processors.conversation_state import ConversationState
 from processors.conversation_text_frames import ConversationTextFrames
 from processors.conversation_tracker import ConversationTracker
+from processors.eager_end_of_turn import EagerEndOfTurnProcessor
 from processors.frames import EndReason, EndSessionFrame, TurnMetricsMessageFrame
 from processors.idle_timeout import IdleTimeoutProcessor
 from processors.max_duration import MaxDurationProcessor
@@ -77,6 +79,7 @@ from processors.push_to_talk import PushToTalkGate, PushToTalkUserTurnStopStrate
 from processors.session_end import SessionEndProcessor
 from processors.shared_models import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 from processors.silence_timeout import SilenceTimeoutProcessor
+from processors.speculative_turn_stop import SpeculativeTurnAnalyzerUserTurnStopStrategy
 from processors.transcript_log import TranscriptLog
 from processors.turn_metrics import TurnMetrics, TurnMetricsObserver
 
@@ -143,13 +146,17 @@ class VoiceSession:
         tts = build_tts(providers, settings, resources)
 
         # Pipecat's defaults (Silero VAD, smart-turn v3 stop strategy) on per-process models.
+        # Speculative replies: the LLM starts at the VAD's stop, held by its SpeculationGate
+        # until the turn analyzer and the final transcript confirm the turn.
         vad = SharedSileroVADAnalyzer(params=VADParams(stop_secs=settings.vad_stop_secs))
+        turn_stop = (
+            SpeculativeTurnAnalyzerUserTurnStopStrategy
+            if settings.speculative_replies
+            else TurnAnalyzerUserTurnStopStrategy
+        )
         turn_strategies = UserTurnStrategies(
             start=default_user_turn_start_strategies(),
-            stop=[
-                TurnAnalyzerUserTurnStopStrategy(turn_analyzer=SharedSmartTurnAnalyzer()),
-                PushToTalkUserTurnStopStrategy(),
-            ],
+            stop=[turn_stop(turn_analyzer=SharedSmartTurnAnalyzer()), PushToTalkUserTurnStopStrategy()],
         )
         user_aggregator, assistant_aggregator = LLMContextAggregatorPair(
             LLMContext(tools=end_conversation.end_conversation_tools()) if ends_by_tool else LLMContext(),
@@ -168,6 +175,7 @@ class VoiceSession:
                 VADProcessor(vad_analyzer=vad, enable_direct_mode=True),
                 PushToTalkGate(),
                 stt,
+                EagerEndOfTurnProcessor(enabled=settings.speculative_replies),
                 user_aggregator,
                 *end_conversation.goodbye_detector(settings, providers),
                 ClientAudioTicker(),
@@ -226,6 +234,9 @@ class VoiceSession:
             for stage, seconds in turn.as_dict().items():
                 if stage.endswith("_secs") and seconds is not None:
                     metrics.TURN_LATENCY.labels(stage.removesuffix("_secs")).observe(seconds)
+            metrics.SPECULATIVE_REPLIES.labels("withdrawn").inc(turn.speculations_withdrawn)
+            if turn.speculation == "kept":
+                metrics.SPECULATIVE_REPLIES.labels("kept").inc()
             await self.worker.queue_frame(TurnMetricsMessageFrame.for_metrics(turn.as_dict()))
 
         @session_end.event_handler("on_session_ending")

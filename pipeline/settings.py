@@ -150,6 +150,8 @@ class Settings(BaseSettings):
         "Hello! How can I help you today?", validation_alias=renamed("VOICEBOT_GREETING")
     )
     vad_stop_secs: float = Field(0.2, gt=0.0, le=5.0, validation_alias=renamed("VOICEBOT_VAD_STOP_SECS"))
+    # Start the reply at the VAD's stop on the interim transcript; heard only if the turn confirms it.
+    speculative_replies: bool = Field(True, validation_alias="VOICEBOT_SPECULATIVE_REPLIES")
     llm_stall_secs: float = Field(8.0, gt=0.0, le=300.0, validation_alias=renamed("VOICEBOT_LLM_STALL_SECS"))
     bot_apology: str = Field(
         "Sorry, I'm having trouble answering right now. Could you say that again?",

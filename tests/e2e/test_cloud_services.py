@@ -41,6 +41,9 @@ def cloud_server(fakes):
         "VOICEBOT_GREETING": "",
         "VOICEBOT_LLM_STALL_SECS": "2",
         "VOICEBOT_SILENCE_TIMEOUT_SECS": "0",
+        # One LLM request per answer, so the retry policy's requests can be counted; speculative
+        # replies have their own module (test_speculative_replies.py).
+        "VOICEBOT_SPECULATIVE_REPLIES": "false",
     }
     server = ServerProcess(env=env).start()
     yield server

@@ -13,6 +13,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlparse
 
@@ -37,6 +38,16 @@ class DeepgramBehaviour:
     reconnect_gate: threading.Event | None = None  # after that drop, hold new handshakes until set
     fail_next_speaks: int = 0  # close the TTS socket with 1011 on this many next Speak messages
     tts_seconds_per_char: float = 0.05
+    # Service timing (0 = answer at once). Interim results come every this much audio while the
+    # user speaks (with `interim_results=true`, Pipecat's default).
+    interim_every_secs: float = 1.0
+    final_delay_secs: float = 0.0  # Finalize → its final result
+    tts_first_byte_secs: float = 0.0  # Flush → the first audio of that text
+    # What a final says and when (speculative replies): hold each Finalize's final until the
+    # gate is set; repeat the latest interim word for word; or say `final_text` instead.
+    final_gate: threading.Event | None = None
+    final_repeats_interim: bool = False
+    final_text: str | None = None
 
 
 @dataclass
@@ -47,6 +58,8 @@ class ListenLog:
     audio_bytes: int = 0
     messages: list[str] = field(default_factory=list)
     transcripts: list[str] = field(default_factory=list)
+    interims: list[str] = field(default_factory=list)
+    finals_sent_at: list[float] = field(default_factory=list)  # time.monotonic(), per final
 
 
 class FakeDeepgramServer(BackgroundServer):
@@ -113,6 +126,43 @@ class FakeDeepgramServer(BackgroundServer):
         query = {k: v[-1] for k, v in parse_qs(urlparse(ws.request.path).query).items()}
         log = ListenLog(query=query)
         self.listens.append(log)
+
+        # Messages leave in order through an outbox, so a final held by `final_gate` holds back
+        # what follows it while audio is still read and transcribed in real time.
+        outbox: asyncio.Queue[tuple[str, bool, bool]] = asyncio.Queue()
+
+        async def send(message: str, *, final: bool = False, held: bool = False) -> None:
+            await outbox.put((message, final, held))
+
+        async def sender() -> None:
+            while True:
+                message, final, held = await outbox.get()
+                gate = self.behaviour.final_gate
+                while held and gate is not None and not gate.is_set():
+                    await asyncio.sleep(0.01)
+                try:
+                    await ws.send(message)
+                except ConnectionClosed:
+                    return
+                finally:
+                    outbox.task_done()
+                if final:
+                    log.finals_sent_at.append(time.monotonic())
+
+        sending = asyncio.create_task(sender())
+        try:
+            await self._listen_loop(ws, query, log, send, outbox)
+        finally:
+            sending.cancel()
+
+    async def _listen_loop(
+        self,
+        ws: ServerConnection,
+        query: dict[str, str],
+        log: ListenLog,
+        send: Callable[..., Awaitable[None]],
+        outbox: asyncio.Queue,
+    ) -> None:
         rate = int(query.get("sample_rate", "16000"))
         request_id = str(uuid.uuid4())
         pending = bytearray()  # audio since the last final result
@@ -120,6 +170,19 @@ class FakeDeepgramServer(BackgroundServer):
         speech_secs = 0.0
         in_speech = False
         interim_mark = 0
+        # Interims are transcribed beside the loop, as the service does, so a Finalize is answered
+        # at once; one begun before a final is dropped (it would come after the final).
+        segment = 0  # finals sent so far
+        last_interim: str | None = None  # this segment's
+        interim: asyncio.Task | None = None
+
+        async def transcribe_interim(audio: bytes, of_segment: int) -> None:
+            nonlocal last_interim
+            text = await self._transcriber.transcribe(audio)
+            if of_segment == segment:
+                last_interim = text
+                log.interims.append(text)
+                await results(text, final=False)
 
         async def results(text: str, *, final: bool, from_finalize: bool = False) -> None:
             duration = len(pending) / 2 / rate
@@ -151,7 +214,7 @@ class FakeDeepgramServer(BackgroundServer):
                     "model_info": model_info,
                 },
             }
-            await ws.send(json.dumps(message))
+            await send(json.dumps(message), final=final, held=from_finalize)
 
         async for message in ws:
             if isinstance(message, bytes):
@@ -161,9 +224,7 @@ class FakeDeepgramServer(BackgroundServer):
                 if speechy:
                     speech_secs += len(message) / 2 / rate
                 if speechy and not in_speech and query.get("vad_events") == "true":
-                    await ws.send(
-                        json.dumps({"type": "SpeechStarted", "channel": [0, 1], "timestamp": offset})
-                    )
+                    await send(json.dumps({"type": "SpeechStarted", "channel": [0, 1], "timestamp": offset}))
                 in_speech = in_speech or speechy
                 drop_after = self.behaviour.drop_listen_after_speech_secs
                 if drop_after is not None and not self._dropped_once and speech_secs >= drop_after:
@@ -173,26 +234,30 @@ class FakeDeepgramServer(BackgroundServer):
                 if (
                     query.get("interim_results") == "true"
                     and in_speech
-                    and len(pending) - interim_mark >= 2 * rate
+                    and len(pending) - interim_mark >= self.behaviour.interim_every_secs * 2 * rate
                 ):
                     interim_mark = len(pending)
-                    await results(await self._transcriber.transcribe(bytes(pending)), final=False)
+                    if interim is None or interim.done():
+                        interim = asyncio.create_task(transcribe_interim(bytes(pending), segment))
                 continue
             kind = json.loads(message).get("type")
             log.messages.append(kind)
             if kind in ("Finalize", "CloseStream"):
-                text = await self._transcriber.transcribe(bytes(pending)) if in_speech else ""
+                segment += 1
+                text = await self._final_text(bytes(pending), last_interim) if in_speech else ""
+                last_interim = None
                 log.transcripts.append(text)
+                await asyncio.sleep(self.behaviour.final_delay_secs)
                 await results(text, final=True, from_finalize=kind == "Finalize")
                 if query.get("utterance_end_ms") and text:
-                    await ws.send(
-                        json.dumps({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": offset})
-                    )
+                    end = {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": offset}
+                    await send(json.dumps(end))
                 offset += len(pending) / 2 / rate
                 pending.clear()
                 interim_mark = 0
                 in_speech = False
             if kind == "CloseStream":
+                await outbox.join()
                 await ws.send(json.dumps({
                     "type": "Metadata", "transaction_key": "deprecated", "request_id": request_id,
                     "sha256": "0" * 64, "created": time.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
@@ -200,6 +265,14 @@ class FakeDeepgramServer(BackgroundServer):
                 }))  # fmt: skip
                 await ws.close(1000)
                 return
+
+    async def _final_text(self, pending: bytes, last_interim: str | None) -> str:
+        """The final for `pending`: transcribed, unless the behaviour says what it is."""
+        if self.behaviour.final_text is not None:
+            return self.behaviour.final_text
+        if self.behaviour.final_repeats_interim and last_interim is not None:
+            return last_interim
+        return await self._transcriber.transcribe(pending)
 
     # --- /v1/speak --------------------------------------------------------------------------
 
@@ -224,6 +297,7 @@ class FakeDeepgramServer(BackgroundServer):
             elif kind == "Flush":
                 if text:
                     self.speak_texts.append(text)
+                    await asyncio.sleep(self.behaviour.tts_first_byte_secs)
                     audio = tone_pcm16(self.behaviour.tts_seconds_per_char * len(text), rate)
                     for start in range(0, len(audio), rate // 5):  # 100 ms chunks
                         await ws.send(audio[start : start + rate // 5])

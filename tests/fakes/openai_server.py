@@ -39,15 +39,20 @@ class LLMBehaviour:
     tool_arguments: str = "{}"
     tool_call_when: str | None = None
     tool_reply: str = ""
+    echo_user: bool = False  # reply "You said: <the last user message>" instead of `reply`
 
     def calls_tool(self, body: dict) -> bool:
         if self.tool_call is None:
             return False
         if self.tool_call_when is None:
             return True
-        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-        last = str(users[-1].get("content", "")) if users else ""
-        return re.search(self.tool_call_when, last, re.IGNORECASE) is not None
+        return re.search(self.tool_call_when, last_user_message(body), re.IGNORECASE) is not None
+
+
+def last_user_message(body: dict) -> str:
+    """The content of a chat request's last user message ("" if none)."""
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    return str(users[-1].get("content", "")) if users else ""
 
 
 class FakeOpenAIServer(BackgroundServer):
@@ -57,6 +62,8 @@ class FakeOpenAIServer(BackgroundServer):
         super().__init__()
         self.behaviour = behaviour or LLMBehaviour()
         self.requests: list[dict] = []
+        self.requests_at: list[float] = []  # time.monotonic() at each request's arrival
+        self.completed: list[int] = []  # indexes in `requests` of the responses streamed to [DONE]
         self.speech_requests: list[dict] = []
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
 
@@ -96,7 +103,9 @@ class FakeOpenAIServer(BackgroundServer):
 
     async def _stream_completion(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        index = len(self.requests)
         self.requests.append(body)
+        self.requests_at.append(time.monotonic())
         behaviour = self.behaviour
         if behaviour.status != 200:
             error = {"message": f"fake error {behaviour.status}", "type": "fake", "code": None}
@@ -122,6 +131,8 @@ class FakeOpenAIServer(BackgroundServer):
         await send(delta({"role": "assistant", "content": ""}))
         calls_tool = behaviour.calls_tool(body)
         text = behaviour.tool_reply if calls_tool else behaviour.reply
+        if behaviour.echo_user and not calls_tool:
+            text = f"You said: {last_user_message(body)}"
         tokens = self._tokens(text) if text else []
         for sent, token in enumerate(tokens):
             if behaviour.stall_after_tokens is not None and sent >= behaviour.stall_after_tokens:
@@ -142,6 +153,7 @@ class FakeOpenAIServer(BackgroundServer):
             await send([], usage)
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
+        self.completed.append(index)
         return response
 
     @staticmethod
