@@ -149,10 +149,11 @@ class VoiceSession:
         # Speculative replies: the LLM starts at the VAD's stop, held by its SpeculationGate
         # until the turn analyzer and the final transcript confirm the turn.
         vad = SharedSileroVADAnalyzer(params=VADParams(stop_secs=settings.vad_stop_secs))
+        # The goodbye phrase detector judges only confirmed turns, and a kept speculation sends
+        # none: with the detector (an LLM without tools), turns are not speculated on.
+        speculative = settings.speculative_replies and not end_conversation.uses_detector(settings, providers)
         turn_stop = (
-            SpeculativeTurnAnalyzerUserTurnStopStrategy
-            if settings.speculative_replies
-            else TurnAnalyzerUserTurnStopStrategy
+            SpeculativeTurnAnalyzerUserTurnStopStrategy if speculative else TurnAnalyzerUserTurnStopStrategy
         )
         turn_strategies = UserTurnStrategies(
             start=default_user_turn_start_strategies(),
@@ -175,7 +176,7 @@ class VoiceSession:
                 VADProcessor(vad_analyzer=vad, enable_direct_mode=True),
                 PushToTalkGate(),
                 stt,
-                EagerEndOfTurnProcessor(enabled=settings.speculative_replies),
+                EagerEndOfTurnProcessor(enabled=speculative),
                 user_aggregator,
                 *end_conversation.goodbye_detector(settings, providers),
                 ClientAudioTicker(),
