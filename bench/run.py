@@ -51,6 +51,8 @@ PAUSE_SECS = 4.0  # between a client's utterances under load
 MAX_LATENCY_P95_SECS = 1.0
 MIN_SMOOTH_SHARE = 0.99  # of turns answered in time and played without an underrun
 REALISTIC_SESSIONS = 15
+# Offline turns: the caller waits for the (local, longer) reply to finish before speaking again.
+OFFLINE_PAUSE_SECS = 8.0
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -356,10 +358,11 @@ def offline_mode(args: argparse.Namespace, speech: bytes) -> dict:
         healthy_s = server.start(stderr=log)
         try:
             url = f"ws://127.0.0.1:{server.port}/ws"
-            seconds = args.offline_turns * (len(speech) / 32000 + PAUSE_SECS) - 1
+            pause = OFFLINE_PAUSE_SECS
+            seconds = args.offline_turns * (len(speech) / 32000 + pause) - 1
             for _ in range(args.offline_sessions):
                 talkers: list[Client] = asyncio.run(
-                    run_clients(url, speech, clients=1, seconds=seconds, pause_secs=PAUSE_SECS, phase=0.5)
+                    run_clients(url, speech, clients=1, seconds=seconds, pause_secs=pause, phase=0.5)
                 )
                 sessions.append(talkers[0].utterances)
                 print(f"  offline session: {[u.latency and round(u.latency, 2) for u in sessions[-1]]}")

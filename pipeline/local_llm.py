@@ -72,7 +72,8 @@ class LocalLLMServer:
             sys.executable, "-m", "llama_cpp.server",
             "--host", "127.0.0.1", "--port", str(port),
             "--model", str(self._model_path), "--model_alias", MODEL_ALIAS,
-            "--n_threads", str(self._threads), "--n_ctx", str(self._context), "--verbose", "False",
+            "--n_threads", str(self._threads), "--n_threads_batch", str(self._threads),
+            "--n_ctx", str(self._context), "--verbose", "False",
             stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         await self._wait_until_ready()
