@@ -55,7 +55,7 @@ bundle-check: web
 	git diff --exit-code --stat -- bots/static || (echo "bots/static is out of date: run 'make web' and commit" >&2; exit 1)
 
 # Our server and a plain Pipecat bot side by side, with zero and with realistic service delays,
-# and the offline stack; ends with issue 17's goals, met or not (about 17 minutes). bench/README.md.
+# and the offline stack; ends with issue 17's goals, met or not (about 20 minutes). bench/README.md.
 bench: setup
 	$(BIN)/python -m bench.run --sweep 10,15,20,30,40
 

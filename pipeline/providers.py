@@ -14,9 +14,10 @@ Concrete = Literal["deepgram", "openai", "local"]
 
 # Measured on 2 cores (bench/README.md, "Results" and "Capacity per stack"): a session holds if
 # its replies come in time and play without a stutter at the caller; with cloud services 10
-# held, at 15 one reply in 25 stuttered. The embedded stack runs speech recognition, the LLM
-# and speech synthesis on the CPU (`python -m bench.run --offline --offline-sweep 2,3`: 2 hold,
-# at 3 a tenth of the turns go unanswered).
+# held on a busy shared machine (at 15 one reply in 25 stuttered) and 20 on a quiet one: the
+# lower figure, since refusing a caller beats a stuttering reply. The embedded stack runs
+# speech recognition, the LLM and speech synthesis on the CPU
+# (`python -m bench.run --offline --offline-sweep 2,3`: 2 hold, at 3 a tenth go unanswered).
 CLOUD_STACK_CAPACITY = 10
 OFFLINE_STACK_CAPACITY = 2
 
