@@ -1,7 +1,10 @@
 """Clients that talk like people: real speech at real-time pace in 20 ms frames, then listen.
 
 Each client loops [utterance, pause] and records, per utterance, when its last speech frame was
-sent and when the first bot audio of the reply arrived.
+sent, when the first bot audio of the reply arrived, and whether the reply would have stuttered:
+each client models its playback buffer (play from the first audio byte at real time; audio that
+arrives after the buffer ran dry leaves a gap). A reply that arrives on time but stutters is as
+bad for the caller as a late one, so `smooth` replies are what the benchmark counts.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from websockets.exceptions import ConnectionClosed
 FRAME_SECS = 0.02
 SAMPLE_RATE = 16000
 ANSWER_WINDOW_SECS = 4.0  # a reply counts if it starts within this of the end of speech
+UNDERRUN_SECS = 0.1  # a playback gap longer than this is audible as a stutter
+NEW_REPLY_GAP_SECS = 0.5  # bot audio after this long without any starts a new reply
 
 
 FRAME_BYTES = int(SAMPLE_RATE * FRAME_SECS) * 2
@@ -44,9 +49,27 @@ def audio_frame(pcm16: bytes) -> bytes:
 
 
 @dataclass
+class Playback:
+    """A caller's playback buffer for one reply: starts at the first audio byte, plays at real time.
+
+    A chunk that arrives after everything before it has played leaves the speaker silent; a gap
+    longer than `UNDERRUN_SECS` is an underrun (a stutter the caller hears).
+    """
+
+    buffered_until: float = 0.0  # when the audio received so far will have finished playing
+    underruns: list[float] = field(default_factory=list)  # each gap's length, seconds
+
+    def add(self, arrived_at: float, secs: float) -> None:
+        if self.buffered_until and arrived_at - self.buffered_until > UNDERRUN_SECS:
+            self.underruns.append(arrived_at - self.buffered_until)
+        self.buffered_until = max(self.buffered_until, arrived_at) + secs
+
+
+@dataclass
 class Utterance:
     ended_at: float
     first_reply_audio_at: float | None = None
+    playback: Playback = field(default_factory=Playback)
 
     @property
     def latency(self) -> float | None:
@@ -54,6 +77,15 @@ class Utterance:
             return None
         latency = self.first_reply_audio_at - self.ended_at
         return latency if latency <= ANSWER_WINDOW_SECS else None
+
+    @property
+    def stuttered(self) -> bool:
+        return bool(self.playback.underruns)
+
+    @property
+    def smooth(self) -> bool:
+        """Answered in time, and played without an underrun."""
+        return self.latency is not None and not self.stuttered
 
 
 @dataclass
@@ -64,6 +96,7 @@ class Client:
     pause_secs: float
     utterances: list[Utterance] = field(default_factory=list)
     errors: int = 0
+    _listening: bool = False  # between the end of an utterance and the start of the next one
 
     async def run(self, until: float, connect_delay: float, phase: float) -> None:
         await asyncio.sleep(connect_delay)
@@ -73,10 +106,12 @@ class Client:
                 await asyncio.sleep(phase)
                 next_at = time.monotonic()
                 while time.monotonic() < until:
+                    self._listening = False  # audio from here on is no longer the last reply
                     for frame in self.speech:
                         await ws.send(frame)
                         next_at = await tick(next_at)
                     self.utterances.append(Utterance(ended_at=time.monotonic()))
+                    self._listening = True
                     for _ in range(int(self.pause_secs / FRAME_SECS)):
                         await ws.send(self.silence)
                         next_at = await tick(next_at)
@@ -96,11 +131,21 @@ class Client:
             frame.ParseFromString(message)
             if frame.WhichOneof("frame") != "audio":
                 continue
-            if self.utterances and now - last_audio > 0.5:  # a new reply starts
-                current = self.utterances[-1]
-                if current.first_reply_audio_at is None and now > current.ended_at:
-                    current.first_reply_audio_at = now
+            current = self.utterances[-1] if self.utterances and self._listening else None
+            # Audio after a pause starts the reply; audio before it is the tail of an earlier reply.
+            if (
+                current is not None
+                and current.first_reply_audio_at is None
+                and now - last_audio > NEW_REPLY_GAP_SECS
+            ):
+                current.first_reply_audio_at = now
+            if current is not None and current.first_reply_audio_at is not None:
+                current.playback.add(now, audio_secs(frame.audio))
             last_audio = now
+
+
+def audio_secs(audio: frame_protos.AudioRawFrame) -> float:
+    return len(audio.audio) / 2 / max(audio.num_channels, 1) / audio.sample_rate
 
 
 async def tick(next_at: float) -> float:

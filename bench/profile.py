@@ -10,15 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
 import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
 
+from bench.fakes_process import running_fakes
 from bench.loadgen import run_clients
-from bench.run import ROOT, UTTERANCE, Server
+from bench.run import UTTERANCE, Server
 from tests.support.speech import speech_pcm16
 
 
@@ -53,10 +53,11 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--inclusive", type=int, default=40)
     args = parser.parse_args()
-    fakes_process = subprocess.Popen(
-        [sys.executable, "-m", "bench.fakes_process"], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    fakes = json.loads(fakes_process.stdout.readline())
+    with running_fakes() as fakes:
+        profile(args, fakes)
+
+
+def profile(args: argparse.Namespace, fakes: dict[str, str]) -> None:
     server = Server("ours", fakes)
     server.start()
     speech = speech_pcm16(UTTERANCE, pad_secs=0.0)
@@ -81,7 +82,6 @@ def main() -> None:
         load.join()
     finally:
         server.stop()
-        fakes_process.terminate()
     print(f"Raw profile: {output}")
     print(f"Top {args.top} functions by self time, ours at {args.sessions} sessions:")
     for share, name in top_functions(output, args.top):

@@ -8,28 +8,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import time
 
 import numpy as np
 import uvicorn
 from fastapi import FastAPI
 
+from bench.looplag import LoopLagMonitor
 from processors.silero_batcher import SileroBatcher
-
-LAG_PERIOD_SECS = 0.1
-
-
-class LoopLagMonitor:
-    """How late a 100 ms sleep wakes up: the delay every frame in the process also suffers."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-
-    async def run(self) -> None:
-        while True:
-            started = time.perf_counter()
-            await asyncio.sleep(LAG_PERIOD_SECS)
-            self.samples.append(time.perf_counter() - started - LAG_PERIOD_SECS)
 
 
 def add_stats(app: FastAPI, monitor: LoopLagMonitor) -> None:

@@ -26,7 +26,6 @@ import collections
 import json
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ import psutil
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from bench.fakes_process import running_fakes
 from bench.loadgen import FRAME_SECS, SILENCE_FRAME_PCM, audio_frame, speech_frames, tick
 from bench.run import RESULTS, ROOT, UTTERANCE, Server
 from tests.support.server import UNCLEAN_LOG
@@ -169,10 +169,11 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20, help="concurrent sessions")
     args = parser.parse_args()
 
-    fakes_process = subprocess.Popen(
-        [sys.executable, "-m", "bench.fakes_process"], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    fakes = json.loads(fakes_process.stdout.readline())
+    with running_fakes() as fakes:
+        soak(args, fakes)
+
+
+def soak(args: argparse.Namespace, fakes: dict[str, str]) -> None:
     server = Server("ours", fakes)
     server.env.update(
         {
@@ -212,7 +213,6 @@ def main() -> None:
         server_alive = server.process.poll() is None
     finally:
         server.stop()
-        fakes_process.terminate()
     log_text = log_path.read_text()
     report = summarise(args, records, samples, log_text, active_after, server_alive, psutil.cpu_count())
     RESULTS.mkdir(exist_ok=True)

@@ -72,7 +72,8 @@ class LocalLLMServer:
             sys.executable, "-m", "llama_cpp.server",
             "--host", "127.0.0.1", "--port", str(port),
             "--model", str(self._model_path), "--model_alias", MODEL_ALIAS,
-            "--n_threads", str(self._threads), "--n_ctx", str(self._context), "--verbose", "False",
+            "--n_threads", str(self._threads), "--n_threads_batch", str(self._threads),
+            "--n_ctx", str(self._context), "--verbose", "False",
             stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         await self._wait_until_ready()
@@ -80,6 +81,30 @@ class LocalLLMServer:
             f"Local LLM ready: {self._model_path.name} on {self.base_url} ({time.monotonic() - started:.1f}s)"
         )
         return self.base_url
+
+    async def warm_up(self, system_prompt: str) -> None:
+        """Evaluate the system prompt once, before any caller.
+
+        llama.cpp keeps the last prompt's KV cache and reuses its longest common prefix, and every
+        conversation starts with this system prompt: so the first caller's first turn prefills only
+        its own words, and the model's cold first evaluation is paid here instead of on that turn.
+        """
+        body = {
+            "model": MODEL_ALIAS,
+            "messages": [{"role": "system", "content": system_prompt}, {"role": "user", "content": "Hello"}],
+            "max_tokens": 1,
+            "temperature": 0,
+        }
+        started = time.monotonic()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{self.base_url}/chat/completions", json=body, timeout=aiohttp.ClientTimeout(60)) as r,
+        ):
+            if r.status != 200:
+                logger.warning(f"Local LLM warm-up answered HTTP {r.status}; the first turn will be slower")
+                return
+            await r.read()
+        logger.info(f"Local LLM warmed up with the system prompt ({time.monotonic() - started:.2f}s)")
 
     async def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self._startup_timeout

@@ -53,6 +53,7 @@ class SharedResources:
                 )
                 started = time.monotonic()
                 resources.local_llm_url = await resources.local_llm.start()
+                await resources.local_llm.warm_up(settings.bot_system_prompt)
                 resources.load_seconds["llm"] = time.monotonic() - started
         except BaseException:
             await resources.close()

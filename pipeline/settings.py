@@ -139,7 +139,7 @@ class Settings(BaseSettings):
     local_llm_context: int = Field(
         2048, ge=512, le=32768, validation_alias=renamed("VOICEBOT_LOCAL_LLM_CONTEXT")
     )
-    local_llm_threads: int = Field(2, ge=1, le=64, validation_alias=renamed("VOICEBOT_LOCAL_LLM_THREADS"))
+    local_llm_threads: int = Field(1, ge=1, le=64, validation_alias=renamed("VOICEBOT_LOCAL_LLM_THREADS"))
     local_llm_max_tokens: int = Field(
         60, ge=8, le=4096, validation_alias=renamed("VOICEBOT_LOCAL_LLM_MAX_TOKENS")
     )

@@ -234,7 +234,7 @@ class FakeDeepgramServer(BackgroundServer):
                 if (
                     query.get("interim_results") == "true"
                     and in_speech
-                    and len(pending) - interim_mark >= self.behaviour.interim_every_secs * 2 * rate
+                    and len(pending) - interim_mark >= int(self.behaviour.interim_every_secs * 2 * rate)
                 ):
                     interim_mark = len(pending)
                     if interim is None or interim.done():
@@ -247,7 +247,8 @@ class FakeDeepgramServer(BackgroundServer):
                 text = await self._final_text(bytes(pending), last_interim) if in_speech else ""
                 last_interim = None
                 log.transcripts.append(text)
-                await asyncio.sleep(self.behaviour.final_delay_secs)
+                if self.behaviour.final_delay_secs:
+                    await asyncio.sleep(self.behaviour.final_delay_secs)
                 await results(text, final=True, from_finalize=kind == "Finalize")
                 if query.get("utterance_end_ms") and text:
                     end = {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": offset}
@@ -297,7 +298,8 @@ class FakeDeepgramServer(BackgroundServer):
             elif kind == "Flush":
                 if text:
                     self.speak_texts.append(text)
-                    await asyncio.sleep(self.behaviour.tts_first_byte_secs)
+                    if self.behaviour.tts_first_byte_secs:
+                        await asyncio.sleep(self.behaviour.tts_first_byte_secs)
                     audio = tone_pcm16(self.behaviour.tts_seconds_per_char * len(text), rate)
                     for start in range(0, len(audio), rate // 5):  # 100 ms chunks
                         await ws.send(audio[start : start + rate // 5])
