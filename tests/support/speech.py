@@ -33,8 +33,9 @@ def silence_pcm16(seconds: float, sample_rate: int = 16000) -> bytes:
 
 
 def words(text: str) -> list[str]:
-    """The words of `text`, lower-cased, without punctuation."""
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+    """The words of `text`, lower-cased, without punctuation; a hyphen joins ("to-morrow" is
+    "tomorrow", a spelling the offline STT sometimes uses)."""
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", "")).split()
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
