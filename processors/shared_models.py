@@ -53,7 +53,7 @@ def bundled_vad_model_path() -> str:
 
 
 @functools.cache
-def silero_session() -> onnxruntime.InferenceSession:
+def vad_model_session() -> onnxruntime.InferenceSession:
     """The process's Silero VAD session, from the one ONNX model Pipecat's VAD package bundles."""
     return onnxruntime.InferenceSession(
         bundled_vad_model_path(), providers=["CPUExecutionProvider"], sess_options=_session_options()
@@ -136,7 +136,7 @@ class SharedSileroVADAnalyzer(VADAnalyzer):
             pending = self._partial + piece
             if len(pending) >= window_bytes:
                 window = np.frombuffer(pending[:window_bytes], np.int16).astype(np.float32) / 32768.0
-                batcher = SileroBatcher.for_running_loop(silero_session())
+                batcher = SileroBatcher.for_running_loop(vad_model_session())
                 self._scores.append(await batcher.score(self._stream, window))
                 pending = pending[window_bytes:]
             self._partial = pending
@@ -202,6 +202,6 @@ class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
 
 def preload() -> None:
     """Open the sessions at start-up, not on the first call."""
-    silero_session()
+    vad_model_session()
     smart_turn_session(1)
     smart_turn_session(smart_turn_threads())

@@ -137,7 +137,7 @@ class Copied(NamedTuple):
 # Code we re-implement, or skip and replace: a change to it must be carried over by hand.
 COPIED = [
     # SileroBatcher runs the model as SileroOnnxModel.__call__ does (context + window, state, rate),
-    # on a batch; silero_session opens the session as its __init__ does, once per process.
+    # on a batch; vad_model_session opens the session as its __init__ does, once per process.
     Copied(SILERO_MODEL, "__call__", "127165a558d0", SILERO_BATCHER),
     Copied(SILERO_MODEL, "__init__", "feaa7792ec84", SHARED_MODELS),
     # SharedSileroVADAnalyzer stands in for SileroVADAnalyzer: its window, its rates, its scoring
@@ -316,10 +316,10 @@ def test_pipecat_still_calls_what_we_override(entry: Call):
 
 def test_the_bundled_silero_model_takes_what_silero_batcher_feeds_it():
     """SileroBatcher stacks each call's state as float32 [2, N, 128] and feeds ONNX by input name."""
-    from processors.shared_models import silero_session
+    from processors.shared_models import vad_model_session
     from processors.silero_batcher import STATE_SHAPE
 
-    inputs = {i.name: (i.shape, i.type) for i in silero_session().get_inputs()}
+    inputs = {i.name: (i.shape, i.type) for i in vad_model_session().get_inputs()}
     expected = {
         "input": ([None, None], "tensor(float)"),
         "state": ([STATE_SHAPE[0], None, STATE_SHAPE[2]], "tensor(float)"),

@@ -15,8 +15,8 @@ from processors.shared_models import (
     FAST_TURN_MAX_CALLS,
     SharedSileroVADAnalyzer,
     SharedSmartTurnAnalyzer,
-    silero_session,
     smart_turn_threads,
+    vad_model_session,
 )
 from processors.silero_batcher import SileroBatcher
 from tests.support.speech import silence_pcm16, speech_pcm16
@@ -104,7 +104,7 @@ async def test_two_interleaved_calls_each_get_pipecats_confidences(sample_rate):
 
     calls = [new(Ours, sample_rate) for _ in audios]
     states: list[list[VADState]] = [[] for _ in calls]
-    batcher = SileroBatcher.for_running_loop(silero_session())
+    batcher = SileroBatcher.for_running_loop(vad_model_session())
     runs, windows = batcher.runs, batcher.windows
     for pair in zip(*(frames(audio, sample_rate) for audio in audios), strict=True):
         results = await asyncio.gather(*(call.analyze_audio(f) for call, f in zip(calls, pair, strict=True)))
@@ -127,7 +127,7 @@ async def test_concurrent_calls_share_one_inference_but_keep_their_own_state():
     ]
     audios = [a[: min(map(len, audios))] for a in audios]
     analyzers = [new(Ours) for _ in audios]
-    batcher = SileroBatcher.for_running_loop(silero_session())
+    batcher = SileroBatcher.for_running_loop(vad_model_session())
     runs, windows = batcher.runs, batcher.windows
 
     states = await asyncio.gather(*(run_alone(a, audio) for a, audio in zip(analyzers, audios, strict=True)))
