@@ -11,7 +11,7 @@ import pytest
 from processors.moonshine_stt import MoonshineTranscriber
 from tests.fakes.deepgram_server import DeepgramBehaviour, FakeDeepgramServer
 from tests.fakes.openai_server import FakeOpenAIServer, LLMBehaviour
-from tests.support.pipecat_client import PipecatWebsocketClient
+from tests.support.pipecat_client import PipecatWebsocketClient, llm_text
 from tests.support.server import ServerProcess
 from tests.support.speech import speech_pcm16, word_error_rate, words
 
@@ -61,10 +61,6 @@ def session(cloud_server, fakes):
     yield start
     cloud_server.wait_for_log(r"Session \w+ ended", start=start)
     assert cloud_server.unclean_lines(start) == []
-
-
-def llm_text(client: PipecatWebsocketClient) -> str:
-    return "".join(m["data"]["text"] for m in client.received.rtvi("bot-llm-text"))
 
 
 async def ask(client: PipecatWebsocketClient, text: str, expect_reply: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 from processors.moonshine_stt import MoonshineTranscriber
 from tests.fakes.deepgram_server import DeepgramBehaviour, FakeDeepgramServer
 from tests.fakes.openai_server import FakeOpenAIServer, LLMBehaviour, last_user_message
-from tests.support.pipecat_client import PipecatWebsocketClient
+from tests.support.pipecat_client import PipecatWebsocketClient, llm_text
 from tests.support.server import ServerProcess, fake_services_env
 from tests.support.speech import speech_pcm16, words
 
@@ -72,10 +72,6 @@ def session(server, fakes):
     yield start
     server.wait_for_log(r"Session \w+ ended", start=start)
     assert server.unclean_lines(start) == []
-
-
-def llm_text(client: PipecatWebsocketClient) -> str:
-    return "".join(m["data"]["text"] for m in client.received.rtvi("bot-llm-text"))
 
 
 def turn_metrics(client: PipecatWebsocketClient) -> list[dict]:

@@ -151,3 +151,8 @@ class PipecatWebsocketClient:
             await self._ws.close()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+
+
+def llm_text(client: PipecatWebsocketClient) -> str:
+    """Everything the LLM has said to this client (RTVI `bot-llm-text`), joined."""
+    return "".join(m["data"]["text"] for m in client.received.rtvi("bot-llm-text"))
