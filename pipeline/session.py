@@ -28,7 +28,7 @@ Two phases, each in one place.
    (the socket dropped) gets none of that: `VoiceSession.client_gone()` ends at once.
 2. After the pipeline, finishing the connection. `VoiceSession.run()` returns the reason and
    the route (bots/server.py) runs its transport's finish step on the socket Pipecat has let
-   go of (transports/websocket_session.py `HeldWebSocket`: Pipecat's close only records):
+   go of (transports/websocket_session.py `HeldWebSocket`: Pipecat's close does nothing):
    - /ws: transports/browser.py `finish_browser_session` (the page hangs up once it has played
      the goodbye, bounded), then close 1000 + reason;
    - /ws/simple: transports/simple_protocol.py `finish_simple_session` (`end` + reason as the

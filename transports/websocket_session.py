@@ -4,7 +4,7 @@ Pipecat's transport closes its socket when the pipeline ends, with a bare `close
 by a short timeout. The route needs the socket after that: a phone call must wait for Twilio
 to play the goodbye and be hung up, a page gets a moment to hang up itself, and every client
 is told the reason in the close frame. So Pipecat is handed a `HeldWebSocket` whose `close()`
-only records the request; the route closes the real socket in its `finish` step, after
+does nothing; the route closes the real socket in its `finish` step, after
 `VoiceSession.run()` has returned (see "How a session ends" in `pipeline/session.py`).
 """
 
@@ -29,14 +29,12 @@ class HeldWebSocket:
 
     def __init__(self, websocket: WebSocket):
         self._websocket = websocket
-        self.close_requested = False
 
     def __getattr__(self, name: str):
         return getattr(self._websocket, name)
 
     async def close(self, code: int = NORMAL_CLOSURE, reason: str | None = None) -> None:
         """Pipecat is done with the socket; the route finishes and closes it."""
-        self.close_requested = True
 
 
 def connected(websocket: WebSocket) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from processors.moonshine_stt import MoonshineTranscriber
+from tests.fakes.deepgram_server import FakeDeepgramServer
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.twilio import FakeTwilioAPI
 from tests.support.server import ServerProcess
@@ -32,3 +34,14 @@ def twilio_api():
     api = FakeTwilioAPI().start()
     yield api
     api.stop()
+
+
+@pytest.fixture(scope="module")
+def fakes():
+    """The cloud services at the network edge: a Deepgram fake that really transcribes (the
+    offline model) and an OpenAI fake, one pair per test module."""
+    deepgram = FakeDeepgramServer(MoonshineTranscriber()).start()
+    openai = FakeOpenAIServer().start()
+    yield deepgram, openai
+    deepgram.stop()
+    openai.stop()

@@ -8,9 +8,8 @@ import threading
 
 import pytest
 
-from processors.moonshine_stt import MoonshineTranscriber
-from tests.fakes.deepgram_server import DeepgramBehaviour, FakeDeepgramServer
-from tests.fakes.openai_server import FakeOpenAIServer, LLMBehaviour
+from tests.fakes.deepgram_server import DeepgramBehaviour
+from tests.fakes.openai_server import LLMBehaviour
 from tests.support.pipecat_client import PipecatWebsocketClient, llm_text
 from tests.support.server import ServerProcess
 from tests.support.speech import speech_pcm16, word_error_rate, words
@@ -19,15 +18,6 @@ QUESTION = "What is the capital of France?"
 FOLLOW_UP = "And what about Spain?"
 APOLOGY = "Sorry, I'm having trouble answering right now. Could you say that again?"
 MAX_WER = 0.25
-
-
-@pytest.fixture(scope="module")
-def fakes():
-    deepgram = FakeDeepgramServer(MoonshineTranscriber()).start()
-    openai = FakeOpenAIServer().start()
-    yield deepgram, openai
-    deepgram.stop()
-    openai.stop()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import threading
 
 import pytest
 
-from processors.moonshine_stt import MoonshineTranscriber
 from tests.fakes.deepgram_server import DeepgramBehaviour, FakeDeepgramServer
 from tests.fakes.openai_server import FakeOpenAIServer, LLMBehaviour, last_user_message
 from tests.support.pipecat_client import PipecatWebsocketClient, llm_text
@@ -23,15 +22,6 @@ from tests.support.speech import speech_pcm16, words
 QUESTION = "What is the capital of France?"
 FOLLOW_UP = "And what about Spain?"
 ECHO = "You said: "
-
-
-@pytest.fixture(scope="module")
-def fakes():
-    deepgram = FakeDeepgramServer(MoonshineTranscriber()).start()
-    openai = FakeOpenAIServer().start()
-    yield deepgram, openai
-    deepgram.stop()
-    openai.stop()
 
 
 def _server(fakes, speculative: bool) -> ServerProcess:
