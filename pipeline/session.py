@@ -70,7 +70,6 @@ from processors.client_audio_ticker import ClientAudioTicker
 from processors.conversation_state import ConversationState
 from processors.conversation_text_frames import ConversationTextFrames
 from processors.conversation_tracker import ConversationTracker
-from processors.eager_end_of_turn import EagerEndOfTurnProcessor
 from processors.frames import EndReason, EndSessionFrame, TurnMetricsMessageFrame
 from processors.idle_timeout import IdleTimeoutProcessor
 from processors.max_duration import MaxDurationProcessor
@@ -176,7 +175,6 @@ class VoiceSession:
                 VADProcessor(vad_analyzer=vad, enable_direct_mode=True),
                 PushToTalkGate(),
                 stt,
-                EagerEndOfTurnProcessor(enabled=speculative),
                 user_aggregator,
                 *end_conversation.goodbye_detector(settings, providers),
                 ClientAudioTicker(),

@@ -47,7 +47,6 @@ PIPER = "pipecat.services.piper.tts:PiperTTSService"
 DEEPGRAM = "pipecat.services.deepgram.stt:DeepgramSTTService"
 OPENAI = "pipecat.services.openai.llm:OpenAILLMService"
 SEGMENTED_STT = "pipecat.services.stt_service:SegmentedSTTService"
-EAGER_MIXIN = "pipecat.turns.eager_end_of_turn_mixin:EagerEndOfTurnSTTServiceMixin"
 OBSERVER = "pipecat.observers.base_observer:BaseObserver"
 PROCESSOR = "pipecat.processors.frame_processor:FrameProcessor"
 FASTAPI_TRANSPORT = "pipecat.transports.websocket.fastapi:FastAPIWebsocketTransport"
@@ -65,7 +64,6 @@ DEEPGRAM_STT = "processors/deepgram_stt.py"
 RESILIENT_LLM = "processors/resilient_llm.py"
 MOONSHINE_STT = "processors/moonshine_stt.py"
 TURN_METRICS = "processors/turn_metrics.py"
-EAGER_END_OF_TURN = "processors/eager_end_of_turn.py"
 SESSION_END = "processors/session_end.py"
 WEBSOCKET_SESSION = "transports/websocket_session.py"
 DRAINING_SERVER = "bots/draining_server.py"
@@ -102,11 +100,6 @@ MEMBERS = [
     Member(DEEPGRAM, "_build_connect_kwargs", METHOD, DEEPGRAM_STT),
     # MoonshineSTTService labels its transcripts with the speaking user.
     Member(SEGMENTED_STT, "_user_id", INSTANCE_ATTR, MOONSHINE_STT),
-    # EagerEndOfTurnProcessor signals its predictions through the mixin's subclass hooks, as
-    # Deepgram Flux does (they keep the pending flag the withdrawal depends on).
-    Member(EAGER_MIXIN, "_push_eager_end_of_turn", ASYNC_METHOD, EAGER_END_OF_TURN),
-    Member(EAGER_MIXIN, "_cancel_eager_end_of_turn", ASYNC_METHOD, EAGER_END_OF_TURN),
-    Member(EAGER_MIXIN, "_clear_eager_end_of_turn", METHOD, EAGER_END_OF_TURN),
     # Our observer and processor declare and fire events of their own.
     Member(OBSERVER, "_register_event_handler", METHOD, TURN_METRICS),
     Member(OBSERVER, "_call_event_handler", ASYNC_METHOD, TURN_METRICS),

@@ -119,6 +119,9 @@ async def test_a_matching_final_keeps_the_reply_started_before_it(server, fakes,
         await client.wait_for(lambda r: len(openai.requests) > asked, 20, "the follow-up's request")
     assert conversation(openai.requests[-1])[:2] == [("user", said), ("assistant", f"{ECHO}{speculated}")]
     server.wait_for_log(r"speculative reply kept", start=session)
+    # The LLM started at the VAD's stop, not after smart-turn had judged that stop.
+    log = server.log()[session:]
+    assert log.index("speculating on") < log.index("End of Turn result"), "the reply waited for smart-turn"
 
 
 async def test_a_different_final_withdraws_the_reply_without_a_trace(server, fakes, session):
@@ -170,7 +173,7 @@ async def test_a_pause_mid_sentence_withdraws_the_reply_and_the_turn_is_answered
         deepgram.behaviour.final_text = "of the country called France."
         client.say(speech_pcm16("of the country called France."))
         await client.wait_for(
-            lambda r: "speculative reply withdrawn (the user resumed" in server.log()[session:],
+            lambda r: "speculative reply withdrawn: the user resumed" in server.log()[session:],
             15,
             "the withdrawal when the user resumed",
         )
