@@ -122,12 +122,12 @@ def build_llm(providers: Providers, settings: Settings, resources: SharedResourc
 
 def build_tts(providers: Providers, settings: Settings, resources: SharedResources) -> TTSService:
     if providers.tts == "deepgram":
-        from pipecat.services.deepgram.tts import DeepgramTTSService
+        from processors.deepgram_tts import SentenceFlushingDeepgramTTSService
 
-        return DeepgramTTSService(
+        return SentenceFlushingDeepgramTTSService(
             api_key=_secret(settings.deepgram_api_key),
             base_url=settings.deepgram_base_url or "wss://api.deepgram.com",
-            settings=DeepgramTTSService.Settings(voice=settings.deepgram_tts_voice),
+            settings=SentenceFlushingDeepgramTTSService.Settings(voice=settings.deepgram_tts_voice),
         )
     if providers.tts == "openai":
         from pipecat.services.openai.tts import OpenAITTSService

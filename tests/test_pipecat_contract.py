@@ -45,6 +45,7 @@ SMART_TURN = "pipecat.audio.turn.smart_turn.local_smart_turn_v3:LocalSmartTurnAn
 BASE_SMART_TURN = "pipecat.audio.turn.smart_turn.base_smart_turn:BaseSmartTurn"
 PIPER = "pipecat.services.piper.tts:PiperTTSService"
 DEEPGRAM = "pipecat.services.deepgram.stt:DeepgramSTTService"
+DEEPGRAM_TTS_SERVICE = "pipecat.services.deepgram.tts:DeepgramTTSService"
 OPENAI = "pipecat.services.openai.llm:OpenAILLMService"
 SEGMENTED_STT = "pipecat.services.stt_service:SegmentedSTTService"
 OBSERVER = "pipecat.observers.base_observer:BaseObserver"
@@ -61,6 +62,7 @@ SILERO_BATCHER = "processors/silero_batcher.py"
 SHARED_MODELS = "processors/shared_models.py"
 PIPER_TTS = "processors/piper_tts.py"
 DEEPGRAM_STT = "processors/deepgram_stt.py"
+DEEPGRAM_TTS = "processors/deepgram_tts.py"
 RESILIENT_LLM = "processors/resilient_llm.py"
 MOONSHINE_STT = "processors/moonshine_stt.py"
 TURN_METRICS = "processors/turn_metrics.py"
@@ -98,6 +100,9 @@ MEMBERS = [
     Member(DEEPGRAM, "_on_message", ASYNC_METHOD, DEEPGRAM_STT),
     Member(DEEPGRAM, "_keepalive_handler", ASYNC_METHOD, DEEPGRAM_STT),
     Member(DEEPGRAM, "_build_connect_kwargs", METHOD, DEEPGRAM_STT),
+    # SentenceFlushingDeepgramTTSService owes an acknowledgement only for a Flush Pipecat really
+    # sends, which it does only with a connection.
+    Member(DEEPGRAM_TTS_SERVICE, "_websocket", INSTANCE_ATTR, DEEPGRAM_TTS),
     # MoonshineSTTService labels its transcripts with the speaking user.
     Member(SEGMENTED_STT, "_user_id", INSTANCE_ATTR, MOONSHINE_STT),
     # Our observer and processor declare and fire events of their own.
@@ -175,6 +180,15 @@ CALLED_BY_PIPECAT = [
     Call(BASE_SMART_TURN, "analyze_end_of_turn", "self._model_executor", SHARED_MODELS),
     Call(SMART_TURN, "_predict_endpoint", "self._session.run(", SHARED_MODELS),
     Call(DEEPGRAM, "_connect", "self._connection_handler()", DEEPGRAM_STT),
+    # Each `Flushed` becomes a stop frame, then a removal, of the active context: the two calls
+    # SentenceFlushingDeepgramTTSService skips for an early flush's acknowledgement.
+    Call(
+        DEEPGRAM_TTS_SERVICE,
+        "_receive_messages",
+        "Flushed ... self.append_to_audio_context( ... TTSStoppedFrame ... self.remove_audio_context(ctx_id)",
+        DEEPGRAM_TTS,
+    ),
+    Call(DEEPGRAM_TTS_SERVICE, "flush_audio", '{"type": "Flush"}', DEEPGRAM_TTS),
     # The apology reaches the pipeline as a chunk of the stream get_chat_completions returns.
     Call(OPENAI, "_process_context", "self.get_chat_completions(context) ... delta.content)", RESILIENT_LLM),
     # Pipecat closes the socket only through its close(), which HeldWebSocket turns into a note

@@ -91,6 +91,31 @@ async def test_a_turn_on_the_production_services(cloud_server, fakes, session):
     )
 
 
+async def test_the_first_sentence_is_heard_while_the_llm_is_still_writing_the_reply(
+    cloud_server, fakes, session
+):
+    deepgram, openai = fakes
+    first = "Paris is the capital of France."
+    rest = "It has been the capital for a very long time, and it is also the largest city in the country."
+    openai.behaviour = LLMBehaviour(reply=f"{first} {rest}", token_interval=0.1)  # the rest: ~2 s
+    deepgram.behaviour.tts_seconds_per_char = 0.02
+    async with PipecatWebsocketClient(f"{cloud_server.ws_url}/ws") as client:
+        await ask(client, QUESTION, first)
+        asked = len(openai.requests) - 1
+        await client.wait_for(lambda r: r.rtvi("bot-stopped-speaking"), 20, "the whole reply spoken")
+    received = client.received
+    assert asked in openai.completed_at, "the bot stopped speaking before the LLM had finished the reply"
+    first_audio = received.first_audio_after(client.last_speech_sent_at)
+    assert first_audio is not None and first_audio < openai.completed_at[asked], (
+        "no audio before the LLM had written the whole reply"
+    )
+    # Spoken as two syntheses (the first flushed early), all of it, as one stretch of bot speech.
+    assert [text.strip() for text in deepgram.speak_texts[-2:]] == [first, rest]
+    assert len(received.rtvi("bot-started-speaking")) == 1
+    heard = len(received.audio_between(received.times("bot-started-speaking")[0])) / (24000 * 2)
+    assert heard >= 0.02 * len(first + rest) * 0.95, f"{heard:.2f}s of the reply was heard"
+
+
 async def test_stt_drop_mid_utterance_loses_no_audio(cloud_server, fakes, session):
     deepgram, _ = fakes
     deepgram.behaviour.drop_listen_after_speech_secs = 1.0

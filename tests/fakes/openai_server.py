@@ -64,6 +64,7 @@ class FakeOpenAIServer(BackgroundServer):
         self.requests: list[dict] = []
         self.requests_at: list[float] = []  # time.monotonic() at each request's arrival
         self.completed: list[int] = []  # indexes in `requests` of the responses streamed to [DONE]
+        self.completed_at: dict[int, float] = {}  # time.monotonic() at each of those [DONE]s
         self.speech_requests: list[dict] = []
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
 
@@ -153,6 +154,7 @@ class FakeOpenAIServer(BackgroundServer):
             await send([], usage)
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
+        self.completed_at[index] = time.monotonic()
         self.completed.append(index)
         return response
 
