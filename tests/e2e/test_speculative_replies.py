@@ -221,6 +221,39 @@ async def test_barge_in_during_a_speculative_reply(server, fakes, session):
     assert words(history[2][1])[:2] == ["wait", "stop"], history[2]
 
 
+APOLOGY = "Sorry, I'm having trouble answering right now. Could you say that again?"
+
+
+def spoken(received) -> str:
+    """Everything the bot finished saying, its sentences joined."""
+    return " ".join(received.bot_texts())
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [LLMBehaviour(status=500), LLMBehaviour(reply="Paris is the capital of France.", drop_after_tokens=2)],
+    ids=["500", "drop-mid-stream"],
+)
+async def test_an_llm_failure_during_a_speculative_reply_is_apologised_for_once(
+    server, fakes, session, fault
+):
+    """The speculative inference fails (and its retry too): the apology is what the gate holds,
+    released once the turn confirms it, spoken once; the next turn is answered normally."""
+    deepgram, openai = fakes
+    deepgram.behaviour.final_repeats_interim = True  # the turn confirms the speculation
+    openai.behaviour = fault
+    async with PipecatWebsocketClient(f"{server.ws_url}/ws") as client:
+        client.say(speech_pcm16(QUESTION))
+        await client.wait_for(lambda r: APOLOGY in spoken(r), 20, "the apology spoken")
+        await client.wait_for(lambda r: turn_metrics(client), 15, "turn metrics")
+        assert turn_metrics(client)[0]["speculation"] == "kept"
+        openai.behaviour = LLMBehaviour(echo_user=True)
+        deepgram.behaviour.final_repeats_interim = False
+        client.say(speech_pcm16(FOLLOW_UP))
+        await client.wait_for(lambda r: any(t.startswith(ECHO) for t in r.bot_texts()), 20, "the next answer")
+    assert spoken(client.received).count(APOLOGY) == 1, spoken(client.received)
+
+
 async def test_the_setting_turns_speculation_off(fakes):
     """With VOICEBOT_SPECULATIVE_REPLIES=false the LLM is asked only once the final has been sent."""
     deepgram, openai = fakes
