@@ -77,6 +77,7 @@ from processors.muted_while_ending import MutedWhileEndingStrategy
 from processors.push_to_talk import PushToTalkGate, PushToTalkUserTurnStopStrategy
 from processors.quiet_audio_coalescer import QuietAudioCoalescer
 from processors.session_end import SessionEndProcessor
+from processors.settled_turns_rtvi import SettledTurnsRTVIProcessor
 from processors.shared_models import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 from processors.silence_timeout import SilenceTimeoutProcessor
 from processors.speculative_turn_stop import SpeculativeTurnAnalyzerUserTurnStopStrategy
@@ -211,6 +212,7 @@ class VoiceSession:
                 enable_usage_metrics=True,
             ),
             conversation_id=session_id,
+            rtvi_processor=SettledTurnsRTVIProcessor(),  # no user-llm-text for withdrawn speculations
             enable_turn_tracking=False,  # nothing of ours reads it; it observes every frame
             # Pipecat's watchdog cancels the call with no goodbye; our processors own timeouts.
             idle_timeout_secs=None,

@@ -119,6 +119,8 @@ async def test_a_matching_final_keeps_the_reply_started_before_it(server, fakes,
         await client.wait_for(lambda r: len(openai.requests) > asked, 20, "the follow-up's request")
     assert conversation(openai.requests[-1])[:2] == [("user", said), ("assistant", f"{ECHO}{speculated}")]
     server.wait_for_log(r"speculative reply kept", start=session)
+    asked = [m["data"]["text"] for m in client.received.rtvi("user-llm-text")]
+    assert asked[:1] == [speculated], asked  # reported once the turn kept it
     # The LLM started at the VAD's stop, not after smart-turn had judged that stop.
     log = server.log()[session:]
     assert log.index("speculating on") < log.index("End of Turn result"), "the reply waited for smart-turn"
@@ -148,6 +150,9 @@ async def test_a_different_final_withdraws_the_reply_without_a_trace(server, fak
     # Never heard or shown, and absent from every later request's context.
     for reply in withdrawn:
         assert reply not in llm_text(client) and reply not in "".join(deepgram.speak_texts)
+    # The client is told what the LLM answered, not what it was asked in vain.
+    asked = [m["data"]["text"] for m in client.received.rtvi("user-llm-text")]
+    assert asked[:1] == ["What is the capital of Spain?"], asked
     assert conversation(openai.requests[speculative]) == [("user", "What is the capital of Spain?")]
     for later in openai.requests[speculative + 1 :]:
         assert conversation(later)[:2] == [
