@@ -41,6 +41,8 @@ SILERO = "pipecat.audio.vad.silero"
 SILERO_MODEL = "pipecat.audio.vad.silero:SileroOnnxModel"
 SILERO_VAD = "pipecat.audio.vad.silero:SileroVADAnalyzer"
 VAD = "pipecat.audio.vad.vad_analyzer:VADAnalyzer"
+AUDIO_UTILS = "pipecat.audio.utils"
+VOLUME_TRACKER = "pipecat.audio.volume:AudioVolumeTracker"
 SMART_TURN = "pipecat.audio.turn.smart_turn.local_smart_turn_v3:LocalSmartTurnAnalyzerV3"
 BASE_SMART_TURN = "pipecat.audio.turn.smart_turn.base_smart_turn:BaseSmartTurn"
 PIPER = "pipecat.services.piper.tts:PiperTTSService"
@@ -60,6 +62,7 @@ UVICORN_SUPERVISOR = "uvicorn.supervisors.multiprocess:Multiprocess"
 # Our files that rely on them.
 SILERO_BATCHER = "processors/silero_batcher.py"
 SHARED_MODELS = "processors/shared_models.py"
+VAD_VOLUME = "processors/vad_volume.py"
 PIPER_TTS = "processors/piper_tts.py"
 DEEPGRAM_STT = "processors/deepgram_stt.py"
 RESILIENT_LLM = "processors/resilient_llm.py"
@@ -86,6 +89,9 @@ MEMBERS = [
     Member(SILERO, "_MODEL_RESET_INTERVAL_SECS", MODULE_FLOAT, SHARED_MODELS),
     Member(SILERO, "_MODEL_RESET_MAX_CONFIDENCE", MODULE_FLOAT, SHARED_MODELS),
     Member(SILERO, "_MODEL_RESET_LOW_CONFIDENCE_WINDOWS", MODULE_INT, SHARED_MODELS),
+    # ... and swaps the state machine's volume tracker for a RollingVolumeTracker (same volume,
+    # half the CPU): no public member measures the volume.
+    Member(VAD, "_volume_tracker", INSTANCE_ATTR, SHARED_MODELS),
     # SharedSmartTurnAnalyzer skips LocalSmartTurnAnalyzerV3.__init__ (it always opens a session of
     # its own), sets _log_data, and replaces the session and the executor with shared ones.
     Member(SMART_TURN, "_log_data", INSTANCE_ATTR, SHARED_MODELS),
@@ -147,6 +153,10 @@ COPIED = [
     Copied(SILERO_VAD, "voice_confidence", "78bbfcdec23e", SHARED_MODELS),
     Copied(SILERO_VAD, "_maybe_reset_model", "e167791dd149", SHARED_MODELS),
     Copied(VAD, "_run_analyzer", "463482cab131", SHARED_MODELS),
+    # RollingVolumeTracker measures what AudioVolumeTracker does (the last 400 ms, 0 until full)
+    # with calculate_audio_volume's BS.1770 loudness, computed incrementally.
+    Copied(VOLUME_TRACKER, "update", "228b587e19e3", VAD_VOLUME),
+    Copied(AUDIO_UTILS, "calculate_audio_volume", "fdc03623ffb0", VAD_VOLUME),
     Copied(SMART_TURN, "__init__", "c68ca10d804a", SHARED_MODELS),
     # SharedPiperTTSService speaks as PiperTTSService.run_tts does, with a voice shared per process.
     Copied(PIPER, "run_tts", "84d36ea778c7", PIPER_TTS),
@@ -179,6 +189,13 @@ NEW_WORKER = "Process(self.config, self.sockets)"
 CALLED_BY_PIPECAT = [
     Call(VAD, "_run_analyzer", "self.voice_confidence(", SHARED_MODELS),
     Call(VAD, "set_params", "self._vad_state: VADState = VADState.QUIET", SHARED_MODELS),
+    Call(VAD, "_run_analyzer", "self._get_smoothed_volume(audio_frames)", SHARED_MODELS),
+    Call(
+        VAD,
+        "_get_smoothed_volume",
+        "self._volume_tracker.update(audio, self.sample_rate) ... self._volume_tracker.volume",
+        SHARED_MODELS,
+    ),
     Call(BASE_SMART_TURN, "analyze_end_of_turn", "self._model_executor", SHARED_MODELS),
     Call(SMART_TURN, "_predict_endpoint", "self._session.run(", SHARED_MODELS),
     Call(DEEPGRAM, "_connect", "self._connection_handler()", DEEPGRAM_STT),
@@ -264,6 +281,17 @@ def test_pinned_versions():
     assert uvicorn_version.rsplit(".", 1)[0] == UVICORN_MINOR, (
         f"uvicorn is {uvicorn_version}, the members listed in tests/test_pipecat_contract.py were checked "
         f"against {UVICORN_MINOR}.x: re-check bots/draining_server.py and the list on upgrade"
+    )
+
+
+def test_loudness_is_the_version_rolling_volume_tracker_reproduces():
+    """processors/vad_volume.py re-implements libloudness's integrated loudness as `loudness`
+    0.2.0 builds it (K-weighting, -70 LUFS gate, 0.1 LU histogram); tests/test_vad_volume.py
+    compares the two, window for window."""
+    version = importlib.metadata.version("loudness")
+    assert version == "0.2.0", (
+        f"loudness is {version}: re-run tests/test_vad_volume.py and re-read processors/vad_volume.py "
+        f"against its libloudness, then update this test"
     )
 
 
