@@ -104,7 +104,9 @@ MEMBERS = [
     Member(DEEPGRAM, "_connection_settled", INSTANCE_ATTR, DEEPGRAM_STT),
     Member(DEEPGRAM, "_connection_handler", ASYNC_METHOD, DEEPGRAM_STT),
     Member(DEEPGRAM, "_on_message", ASYNC_METHOD, DEEPGRAM_STT),
-    Member(DEEPGRAM, "_keepalive_handler", ASYNC_METHOD, DEEPGRAM_STT),
+    # ... and sends its batched audio before Pipecat's close (CloseStream) on stop, cancel, cleanup
+    # and settings reconnects, which all go through _disconnect.
+    Member(DEEPGRAM, "_disconnect", ASYNC_METHOD, DEEPGRAM_STT),
     Member(DEEPGRAM, "_build_connect_kwargs", METHOD, DEEPGRAM_STT),
     # MoonshineSTTService labels its transcripts with the speaking user.
     Member(SEGMENTED_STT, "_user_id", INSTANCE_ATTR, MOONSHINE_STT),
@@ -199,6 +201,13 @@ CALLED_BY_PIPECAT = [
     Call(BASE_SMART_TURN, "analyze_end_of_turn", "self._model_executor", SHARED_MODELS),
     Call(SMART_TURN, "_predict_endpoint", "self._session.run(", SHARED_MODELS),
     Call(DEEPGRAM, "_connect", "self._connection_handler()", DEEPGRAM_STT),
+    Call(DEEPGRAM, "stop", "self._disconnect()", DEEPGRAM_STT),
+    Call(DEEPGRAM, "cancel", "self._disconnect()", DEEPGRAM_STT),
+    Call(DEEPGRAM, "cleanup", "self._disconnect()", DEEPGRAM_STT),
+    Call(DEEPGRAM, "_do_reconnect", "self._disconnect()", DEEPGRAM_STT),
+    Call(DEEPGRAM, "_disconnect", "self._connection = None ... send_close_stream(", DEEPGRAM_STT),
+    # The Finalize goes out after the parent's handling of the VAD stop, i.e. after our batch.
+    Call(DEEPGRAM, "process_frame", "await super().process_frame( ... send_finalize(", DEEPGRAM_STT),
     # The apology reaches the pipeline as a chunk of the stream get_chat_completions returns.
     Call(OPENAI, "_process_context", "self.get_chat_completions(context) ... delta.content)", RESILIENT_LLM),
     # Pipecat closes the socket only through its close(), which HeldWebSocket turns into a note
