@@ -42,6 +42,10 @@ SILERO_MODEL = "pipecat.audio.vad.silero:SileroOnnxModel"
 SILERO_VAD = "pipecat.audio.vad.silero:SileroVADAnalyzer"
 VAD = "pipecat.audio.vad.vad_analyzer:VADAnalyzer"
 AUDIO_UTILS = "pipecat.audio.utils"
+WORKER = "pipecat.pipeline.worker:PipelineWorker"
+WORKER_OBSERVER = "pipecat.pipeline.worker_observer:WorkerObserver"
+BASE_OBSERVER = "pipecat.observers.base_observer:BaseObserver"
+RTVI_OBSERVER = "pipecat.processors.frameworks.rtvi.observer:RTVIObserver"
 VOLUME_TRACKER = "pipecat.audio.volume:AudioVolumeTracker"
 SMART_TURN = "pipecat.audio.turn.smart_turn.local_smart_turn_v3:LocalSmartTurnAnalyzerV3"
 BASE_SMART_TURN = "pipecat.audio.turn.smart_turn.base_smart_turn:BaseSmartTurn"
@@ -63,6 +67,7 @@ UVICORN_SUPERVISOR = "uvicorn.supervisors.multiprocess:Multiprocess"
 SILERO_BATCHER = "processors/silero_batcher.py"
 SHARED_MODELS = "processors/shared_models.py"
 VAD_VOLUME = "processors/vad_volume.py"
+LEAN_OBSERVER = "pipeline/worker_observer.py"
 PIPER_TTS = "processors/piper_tts.py"
 DEEPGRAM_STT = "processors/deepgram_stt.py"
 RESILIENT_LLM = "processors/resilient_llm.py"
@@ -120,6 +125,13 @@ MEMBERS = [
     Member(OBSERVER, "_call_event_handler", ASYNC_METHOD, TURN_METRICS),
     Member(PROCESSOR, "_register_event_handler", METHOD, SESSION_END),
     Member(PROCESSOR, "_call_event_handler", ASYNC_METHOD, SESSION_END),
+    # use_lean_observer swaps the worker's observer proxy for a LeanWorkerObserver with the same
+    # observers, which reads the proxies to skip events an observer ignores (no public hook
+    # filters what observers are sent); reads_input_audio reads RTVI's params (audio levels).
+    Member(WORKER, "_observer", INSTANCE_ATTR, LEAN_OBSERVER),
+    Member(WORKER_OBSERVER, "_observers", INSTANCE_ATTR, LEAN_OBSERVER),
+    Member(WORKER_OBSERVER, "_proxies", INSTANCE_ATTR, LEAN_OBSERVER),
+    Member(RTVI_OBSERVER, "_params", INSTANCE_ATTR, LEAN_OBSERVER),
     # SessionWebsocketTransport cleans up the serializer it finds in the transport's params.
     Member(FASTAPI_TRANSPORT, "_params", INSTANCE_ATTR, WEBSOCKET_SESSION),
     # run_draining_workers swaps the module attribute uvicorn's supervisor builds workers from;
@@ -160,6 +172,13 @@ COPIED = [
     Copied(VOLUME_TRACKER, "update", "228b587e19e3", VAD_VOLUME),
     Copied(AUDIO_UTILS, "calculate_audio_volume", "fdc03623ffb0", VAD_VOLUME),
     Copied(SMART_TURN, "__init__", "c68ca10d804a", SHARED_MODELS),
+    # LeanWorkerObserver queues FrameProcessed as WorkerObserver does, only to observers that
+    # implement on_process_frame (BaseObserver's does nothing), and spares observers the input
+    # audio pushes they return from at once (RTVI's, unless it reports audio levels).
+    Copied(WORKER_OBSERVER, "on_process_frame", "527653c0d7e2", LEAN_OBSERVER),
+    Copied(WORKER_OBSERVER, "_send_to_proxy", "51f44fcac9ce", LEAN_OBSERVER),
+    Copied(BASE_OBSERVER, "on_process_frame", "86f77e28572c", LEAN_OBSERVER),
+    Copied(RTVI_OBSERVER, "on_push_frame", "2c8f705ec323", LEAN_OBSERVER),
     # SharedPiperTTSService speaks as PiperTTSService.run_tts does, with a voice shared per process.
     Copied(PIPER, "run_tts", "84d36ea778c7", PIPER_TTS),
     Copied(DEEPGRAM, "_connection_handler", "0ee66e7da4d7", DEEPGRAM_STT),
@@ -201,6 +220,7 @@ CALLED_BY_PIPECAT = [
     Call(BASE_SMART_TURN, "analyze_end_of_turn", "self._model_executor", SHARED_MODELS),
     Call(SMART_TURN, "_predict_endpoint", "self._session.run(", SHARED_MODELS),
     Call(DEEPGRAM, "_connect", "self._connection_handler()", DEEPGRAM_STT),
+    Call(WORKER, "_setup", "observer=self._observer", LEAN_OBSERVER),
     Call(DEEPGRAM, "stop", "self._disconnect()", DEEPGRAM_STT),
     Call(DEEPGRAM, "cancel", "self._disconnect()", DEEPGRAM_STT),
     Call(DEEPGRAM, "cleanup", "self._disconnect()", DEEPGRAM_STT),
