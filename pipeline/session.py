@@ -66,6 +66,7 @@ from pipeline.providers import Providers
 from pipeline.resources import SharedResources
 from pipeline.services import build_llm, build_stt, build_tts, describe_failed_service
 from pipeline.settings import Settings
+from pipeline.worker_observer import use_lean_observer
 from processors.client_audio_ticker import ClientAudioTicker
 from processors.conversation_state import ConversationState
 from processors.conversation_text_frames import ConversationTextFrames
@@ -222,6 +223,7 @@ class VoiceSession:
             # client is told why, through the same end path as every other ending.
             processor_unusable_policy=ProcessorUnusablePolicy.CONTINUE,
         )
+        use_lean_observer(worker)  # observers are not woken for events they ignore
         if text_frames:
             worker.add_observer(ConversationTextFrames(worker.queue_frame))
         session = cls(worker, session_id, settings, providers, bot.name)

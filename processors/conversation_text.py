@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
@@ -34,6 +35,8 @@ class ConversationTextObserver(BaseObserver):
     reply in progress is kept. States: listening, thinking, speaking. Subclasses decide what to
     do with them.
     """
+
+    reads_input_audio: ClassVar[bool] = False  # LeanWorkerObserver spares it the caller's audio
 
     def __init__(self, **kwargs):
         super().__init__(**{"observe_every_push": False, **kwargs})  # first pushes are all it reads

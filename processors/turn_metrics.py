@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
@@ -75,6 +75,8 @@ class TurnMetricsObserver(BaseObserver):
         observer = TurnMetricsObserver()
         worker = PipelineWorker(pipeline, observers=[observer], params=PipelineParams(enable_metrics=True))
     """
+
+    reads_input_audio: ClassVar[bool] = False  # LeanWorkerObserver spares it the caller's audio
 
     def __init__(self, **kwargs):
         super().__init__(**{"observe_every_push": False, **kwargs})  # first pushes are all it reads

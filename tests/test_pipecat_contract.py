@@ -41,6 +41,12 @@ SILERO = "pipecat.audio.vad.silero"
 SILERO_MODEL = "pipecat.audio.vad.silero:SileroOnnxModel"
 SILERO_VAD = "pipecat.audio.vad.silero:SileroVADAnalyzer"
 VAD = "pipecat.audio.vad.vad_analyzer:VADAnalyzer"
+AUDIO_UTILS = "pipecat.audio.utils"
+WORKER = "pipecat.pipeline.worker:PipelineWorker"
+WORKER_OBSERVER = "pipecat.pipeline.worker_observer:WorkerObserver"
+BASE_OBSERVER = "pipecat.observers.base_observer:BaseObserver"
+RTVI_OBSERVER = "pipecat.processors.frameworks.rtvi.observer:RTVIObserver"
+VOLUME_TRACKER = "pipecat.audio.volume:AudioVolumeTracker"
 SMART_TURN = "pipecat.audio.turn.smart_turn.local_smart_turn_v3:LocalSmartTurnAnalyzerV3"
 BASE_SMART_TURN = "pipecat.audio.turn.smart_turn.base_smart_turn:BaseSmartTurn"
 PIPER = "pipecat.services.piper.tts:PiperTTSService"
@@ -60,6 +66,8 @@ UVICORN_SUPERVISOR = "uvicorn.supervisors.multiprocess:Multiprocess"
 # Our files that rely on them.
 SILERO_BATCHER = "processors/silero_batcher.py"
 SHARED_MODELS = "processors/shared_models.py"
+VAD_VOLUME = "processors/vad_volume.py"
+LEAN_OBSERVER = "pipeline/worker_observer.py"
 PIPER_TTS = "processors/piper_tts.py"
 DEEPGRAM_STT = "processors/deepgram_stt.py"
 DEEPGRAM_TTS = "processors/deepgram_tts.py"
@@ -86,6 +94,9 @@ MEMBERS = [
     Member(SILERO, "_MODEL_RESET_INTERVAL_SECS", MODULE_FLOAT, SHARED_MODELS),
     Member(SILERO, "_MODEL_RESET_MAX_CONFIDENCE", MODULE_FLOAT, SHARED_MODELS),
     Member(SILERO, "_MODEL_RESET_LOW_CONFIDENCE_WINDOWS", MODULE_INT, SHARED_MODELS),
+    # ... and swaps the state machine's volume tracker for a RollingVolumeTracker (same volume,
+    # half the CPU): no public member measures the volume.
+    Member(VAD, "_volume_tracker", INSTANCE_ATTR, SHARED_MODELS),
     # SharedSmartTurnAnalyzer skips LocalSmartTurnAnalyzerV3.__init__ (it always opens a session of
     # its own), sets _log_data, and replaces the session and the executor with shared ones.
     Member(SMART_TURN, "_log_data", INSTANCE_ATTR, SHARED_MODELS),
@@ -98,7 +109,9 @@ MEMBERS = [
     Member(DEEPGRAM, "_connection_settled", INSTANCE_ATTR, DEEPGRAM_STT),
     Member(DEEPGRAM, "_connection_handler", ASYNC_METHOD, DEEPGRAM_STT),
     Member(DEEPGRAM, "_on_message", ASYNC_METHOD, DEEPGRAM_STT),
-    Member(DEEPGRAM, "_keepalive_handler", ASYNC_METHOD, DEEPGRAM_STT),
+    # ... and sends its batched audio before Pipecat's close (CloseStream) on stop, cancel, cleanup
+    # and settings reconnects, which all go through _disconnect.
+    Member(DEEPGRAM, "_disconnect", ASYNC_METHOD, DEEPGRAM_STT),
     Member(DEEPGRAM, "_build_connect_kwargs", METHOD, DEEPGRAM_STT),
     # SentenceFlushingDeepgramTTSService owes an acknowledgement only for a Flush Pipecat really
     # sends, which it does only with a connection.
@@ -110,6 +123,13 @@ MEMBERS = [
     Member(OBSERVER, "_call_event_handler", ASYNC_METHOD, TURN_METRICS),
     Member(PROCESSOR, "_register_event_handler", METHOD, SESSION_END),
     Member(PROCESSOR, "_call_event_handler", ASYNC_METHOD, SESSION_END),
+    # use_lean_observer swaps the worker's observer proxy for a LeanWorkerObserver with the same
+    # observers, which reads the proxies to skip events an observer ignores (no public hook
+    # filters what observers are sent); reads_input_audio reads RTVI's params (audio levels).
+    Member(WORKER, "_observer", INSTANCE_ATTR, LEAN_OBSERVER),
+    Member(WORKER_OBSERVER, "_observers", INSTANCE_ATTR, LEAN_OBSERVER),
+    Member(WORKER_OBSERVER, "_proxies", INSTANCE_ATTR, LEAN_OBSERVER),
+    Member(RTVI_OBSERVER, "_params", INSTANCE_ATTR, LEAN_OBSERVER),
     # SessionWebsocketTransport cleans up the serializer it finds in the transport's params.
     Member(FASTAPI_TRANSPORT, "_params", INSTANCE_ATTR, WEBSOCKET_SESSION),
     # run_draining_workers swaps the module attribute uvicorn's supervisor builds workers from;
@@ -145,7 +165,18 @@ COPIED = [
     Copied(SILERO_VAD, "voice_confidence", "78bbfcdec23e", SHARED_MODELS),
     Copied(SILERO_VAD, "_maybe_reset_model", "e167791dd149", SHARED_MODELS),
     Copied(VAD, "_run_analyzer", "463482cab131", SHARED_MODELS),
+    # RollingVolumeTracker measures what AudioVolumeTracker does (the last 400 ms, 0 until full)
+    # with calculate_audio_volume's BS.1770 loudness, computed incrementally.
+    Copied(VOLUME_TRACKER, "update", "228b587e19e3", VAD_VOLUME),
+    Copied(AUDIO_UTILS, "calculate_audio_volume", "fdc03623ffb0", VAD_VOLUME),
     Copied(SMART_TURN, "__init__", "c68ca10d804a", SHARED_MODELS),
+    # LeanWorkerObserver queues FrameProcessed as WorkerObserver does, only to observers that
+    # implement on_process_frame (BaseObserver's does nothing), and spares observers the input
+    # audio pushes they return from at once (RTVI's, unless it reports audio levels).
+    Copied(WORKER_OBSERVER, "on_process_frame", "527653c0d7e2", LEAN_OBSERVER),
+    Copied(WORKER_OBSERVER, "_send_to_proxy", "51f44fcac9ce", LEAN_OBSERVER),
+    Copied(BASE_OBSERVER, "on_process_frame", "86f77e28572c", LEAN_OBSERVER),
+    Copied(RTVI_OBSERVER, "on_push_frame", "2c8f705ec323", LEAN_OBSERVER),
     # SharedPiperTTSService speaks as PiperTTSService.run_tts does, with a voice shared per process.
     Copied(PIPER, "run_tts", "84d36ea778c7", PIPER_TTS),
     Copied(DEEPGRAM, "_connection_handler", "0ee66e7da4d7", DEEPGRAM_STT),
@@ -177,6 +208,13 @@ NEW_WORKER = "Process(self.config, self.sockets)"
 CALLED_BY_PIPECAT = [
     Call(VAD, "_run_analyzer", "self.voice_confidence(", SHARED_MODELS),
     Call(VAD, "set_params", "self._vad_state: VADState = VADState.QUIET", SHARED_MODELS),
+    Call(VAD, "_run_analyzer", "self._get_smoothed_volume(audio_frames)", SHARED_MODELS),
+    Call(
+        VAD,
+        "_get_smoothed_volume",
+        "self._volume_tracker.update(audio, self.sample_rate) ... self._volume_tracker.volume",
+        SHARED_MODELS,
+    ),
     Call(BASE_SMART_TURN, "analyze_end_of_turn", "self._model_executor", SHARED_MODELS),
     Call(SMART_TURN, "_predict_endpoint", "self._session.run(", SHARED_MODELS),
     Call(DEEPGRAM, "_connect", "self._connection_handler()", DEEPGRAM_STT),
@@ -189,6 +227,14 @@ CALLED_BY_PIPECAT = [
         DEEPGRAM_TTS,
     ),
     Call(DEEPGRAM_TTS_SERVICE, "flush_audio", '{"type": "Flush"}', DEEPGRAM_TTS),
+    Call(WORKER, "_setup", "observer=self._observer", LEAN_OBSERVER),
+    Call(DEEPGRAM, "stop", "self._disconnect()", DEEPGRAM_STT),
+    Call(DEEPGRAM, "cancel", "self._disconnect()", DEEPGRAM_STT),
+    Call(DEEPGRAM, "cleanup", "self._disconnect()", DEEPGRAM_STT),
+    Call(DEEPGRAM, "_do_reconnect", "self._disconnect()", DEEPGRAM_STT),
+    Call(DEEPGRAM, "_disconnect", "self._connection = None ... send_close_stream(", DEEPGRAM_STT),
+    # The Finalize goes out after the parent's handling of the VAD stop, i.e. after our batch.
+    Call(DEEPGRAM, "process_frame", "await super().process_frame( ... send_finalize(", DEEPGRAM_STT),
     # The apology reaches the pipeline as a chunk of the stream get_chat_completions returns.
     Call(OPENAI, "_process_context", "self.get_chat_completions(context) ... delta.content)", RESILIENT_LLM),
     # Pipecat closes the socket only through its close(), which HeldWebSocket turns into a note
@@ -271,6 +317,17 @@ def test_pinned_versions():
     assert uvicorn_version.rsplit(".", 1)[0] == UVICORN_MINOR, (
         f"uvicorn is {uvicorn_version}, the members listed in tests/test_pipecat_contract.py were checked "
         f"against {UVICORN_MINOR}.x: re-check bots/draining_server.py and the list on upgrade"
+    )
+
+
+def test_loudness_is_the_version_rolling_volume_tracker_reproduces():
+    """processors/vad_volume.py re-implements libloudness's integrated loudness as `loudness`
+    0.2.0 builds it (K-weighting, -70 LUFS gate, 0.1 LU histogram); tests/test_vad_volume.py
+    compares the two, window for window."""
+    version = importlib.metadata.version("loudness")
+    assert version == "0.2.0", (
+        f"loudness is {version}: re-run tests/test_vad_volume.py and re-read processors/vad_volume.py "
+        f"against its libloudness, then update this test"
     )
 
 

@@ -19,7 +19,8 @@ from processors.shared_models import (
     vad_model_session,
 )
 from processors.silero_batcher import SileroBatcher
-from tests.support.speech import silence_pcm16, speech_pcm16
+from processors.vad_volume import RollingVolumeTracker
+from tests.support.speech import levels_pcm16, silence_pcm16, speech_pcm16
 
 FRAME_SECS = 0.02  # transports deliver 20 ms frames
 
@@ -30,29 +31,42 @@ def frames(pcm16: bytes, sample_rate: int = 16000) -> list[bytes]:
 
 
 class PipecatReference(SileroVADAnalyzer):
-    """Pipecat's own per-call Silero analyzer, noting the confidence of every window it scores."""
+    """Pipecat's own per-call Silero analyzer, noting the confidence and the (smoothed) volume of
+    every window it scores."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.confidences: list[float] = []
+        self.volumes: list[float] = []
 
     def voice_confidence(self, buffer: bytes) -> float:
         confidence = super().voice_confidence(buffer)  # a one-element array
         self.confidences.append(np.asarray(confidence).item())
         return confidence
 
+    def _get_smoothed_volume(self, audio: bytes) -> float:
+        volume = super()._get_smoothed_volume(audio)
+        self.volumes.append(volume)
+        return volume
+
 
 class Ours(SharedSileroVADAnalyzer):
-    """Ours, noting confidences the same way."""
+    """Ours, noting confidences and volumes the same way."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.confidences: list[float] = []
+        self.volumes: list[float] = []
 
     def voice_confidence(self, buffer: bytes) -> float:
         confidence = super().voice_confidence(buffer)
         self.confidences.append(confidence)
         return confidence
+
+    def _get_smoothed_volume(self, audio: bytes) -> float:
+        volume = super()._get_smoothed_volume(audio)
+        self.volumes.append(volume)
+        return volume
 
 
 def new(cls, sample_rate: int = 16000):
@@ -85,10 +99,34 @@ def conversation(sample_rate: int = 16000) -> bytes:
 
 
 async def test_shared_vad_decides_exactly_like_pipecats():
-    theirs = await run_alone(new(PipecatReference), question())
-    ours = await run_alone(new(Ours), question())
+    reference, call = new(PipecatReference), new(Ours)
+    theirs = await run_alone(reference, question())
+    ours = await run_alone(call, question())
     assert ours == theirs
     assert VADState.SPEAKING in ours and ours[-1] == VADState.QUIET
+    np.testing.assert_allclose(call.volumes, reference.volumes, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 8000])
+async def test_volume_gate_measures_and_decides_like_pipecats(sample_rate):
+    """Speech loud, quiet and around the gate, between silence and noise: every window's volume
+    is Pipecat's, and so is every state, including where the volume alone kept speech out."""
+    audio = levels_pcm16(sample_rate)
+    reference, call = new(PipecatReference, sample_rate), new(Ours, sample_rate)
+    theirs = await run_alone(reference, audio, sample_rate)
+    ours = await run_alone(call, audio, sample_rate)
+
+    assert isinstance(call._volume_tracker, RollingVolumeTracker)
+    assert len(call.volumes) == len(reference.volumes) > 200
+    np.testing.assert_allclose(call.volumes, reference.volumes, rtol=0, atol=1e-12)
+    assert ours == theirs
+    assert VADState.SPEAKING in ours
+    params = reference.params
+    gated = [
+        c >= params.confidence and v < params.min_volume
+        for c, v in zip(reference.confidences, reference.volumes, strict=True)
+    ]
+    assert any(gated)  # the volume, not Silero, decided some windows
 
 
 @pytest.mark.parametrize("sample_rate", [16000, 8000])

@@ -56,7 +56,9 @@ class ListenLog:
 
     query: dict[str, str]
     audio_bytes: int = 0
+    audio_messages: int = 0
     messages: list[str] = field(default_factory=list)
+    audio_bytes_at: list[int] = field(default_factory=list)  # audio received before each message
     transcripts: list[str] = field(default_factory=list)
     interims: list[str] = field(default_factory=list)
     finals_sent_at: list[float] = field(default_factory=list)  # time.monotonic(), per final
@@ -135,19 +137,21 @@ class FakeDeepgramServer(BackgroundServer):
             await outbox.put((message, final, held))
 
         async def sender() -> None:
+            closed = False  # then keep taking messages, so that outbox.join() (at CloseStream) returns
             while True:
                 message, final, held = await outbox.get()
                 gate = self.behaviour.final_gate
-                while held and gate is not None and not gate.is_set():
+                while held and gate is not None and not gate.is_set() and not closed:
                     await asyncio.sleep(0.01)
                 try:
-                    await ws.send(message)
+                    if not closed:
+                        await ws.send(message)
+                        if final:
+                            log.finals_sent_at.append(time.monotonic())
                 except ConnectionClosed:
-                    return
+                    closed = True
                 finally:
                     outbox.task_done()
-                if final:
-                    log.finals_sent_at.append(time.monotonic())
 
         sending = asyncio.create_task(sender())
         try:
@@ -219,6 +223,7 @@ class FakeDeepgramServer(BackgroundServer):
         async for message in ws:
             if isinstance(message, bytes):
                 log.audio_bytes += len(message)
+                log.audio_messages += 1
                 pending.extend(message)
                 speechy = _rms(message) > SPEECH_RMS
                 if speechy:
@@ -242,6 +247,7 @@ class FakeDeepgramServer(BackgroundServer):
                 continue
             kind = json.loads(message).get("type")
             log.messages.append(kind)
+            log.audio_bytes_at.append(log.audio_bytes)
             if kind in ("Finalize", "CloseStream"):
                 segment += 1
                 text = await self._final_text(bytes(pending), last_interim) if in_speech else ""
