@@ -76,7 +76,6 @@ from processors.idle_timeout import IdleTimeoutProcessor
 from processors.max_duration import MaxDurationProcessor
 from processors.muted_while_ending import MutedWhileEndingStrategy
 from processors.push_to_talk import PushToTalkGate, PushToTalkUserTurnStopStrategy
-from processors.quiet_audio_coalescer import QuietAudioCoalescer
 from processors.session_end import SessionEndProcessor
 from processors.settled_turns_rtvi import SettledTurnsRTVIProcessor
 from processors.shared_models import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
@@ -175,7 +174,6 @@ class VoiceSession:
             [
                 transport.input(),
                 *(input_processors or []),
-                QuietAudioCoalescer(),  # the caller's silence in 100 ms chunks, no VAD decision moved
                 VADProcessor(vad_analyzer=vad, enable_direct_mode=True),
                 PushToTalkGate(),
                 stt,
