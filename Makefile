@@ -57,7 +57,7 @@ bundle-check: web
 # Our server and a plain Pipecat bot side by side, with zero and with realistic service delays,
 # and the offline stack; ends with issue 17's goals, met or not (about 20 minutes). bench/README.md.
 bench: setup
-	$(BIN)/python -m bench.run --sweep 10,15,20,30,40
+	$(BIN)/python -m bench.run --sweep 10,15,20,30,40,50
 
 # The container image (README, "Container image"): `make image` builds voicebot:VERSION with
 # Docker, Podman or Buildah (on a Debian base made here when python:3.11-slim-bookworm cannot be
