@@ -23,10 +23,12 @@ flushes are recognised by their place in the queue of flushes sent, and do not e
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 
+from loguru import logger
 from pipecat.frames.frames import Frame, TTSSpeakFrame, TTSStoppedFrame
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.deepgram.tts import DeepgramTTSService
@@ -47,10 +49,12 @@ class SentenceFlushingDeepgramTTSService(DeepgramTTSService):
         super().__init__(**kwargs)
         self._clock = clock
         self._flushes_sent: deque[float] = deque()  # when, within the last FLUSH_WINDOW_SECS
-        self._acks_owed: deque[bool] = deque()  # per Flush sent, in order: was it an early one?
+        # Per Flush sent, in order: was it an early one, and on which connection? A connection
+        # since replaced will never acknowledge its flushes.
+        self._acks_owed: deque[tuple[bool, object]] = deque()
         self._early_ack_closing: str | None = None  # the context whose removal the early ack skips
         self._speaking_text = False  # inside a TTSSpeakFrame: Pipecat flushes it whole at once
-        self._replies: set[str] = set()  # LLM replies' contexts not yet flushed early
+        self._reply_to_flush: str | None = None  # the LLM reply whose first sentence is still to come
 
     @property
     def early_flush_allowed(self) -> bool:
@@ -72,35 +76,48 @@ class SentenceFlushingDeepgramTTSService(DeepgramTTSService):
     async def on_turn_context_created(self, context_id: str):
         await super().on_turn_context_created(context_id)
         if not self._speaking_text:
-            self._replies.add(context_id)
+            self._reply_to_flush = context_id
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         async for frame in super().run_tts(text, context_id):
             yield frame
-        if context_id in self._replies and self.early_flush_allowed:
-            self._replies.discard(context_id)
-            await self._send_flush(early=True, context_id=context_id)
+        if context_id == self._reply_to_flush:
+            self._reply_to_flush = None  # its first sentence: flushed now or not at all
+            if self.early_flush_allowed:
+                await self._send_flush(early=True)
 
     async def flush_audio(self, context_id: str | None = None):
         """Pipecat's flush, at the end of a reply or a spoken text: the one that closes it."""
-        if context_id is not None:
-            self._replies.discard(context_id)
-        await self._send_flush(early=False, context_id=context_id)
+        if context_id == self._reply_to_flush:
+            self._reply_to_flush = None
+        await self._send_flush(early=False)
 
-    async def _send_flush(self, *, early: bool, context_id: str | None) -> None:
+    async def _send_flush(self, *, early: bool) -> None:
+        """Send a Flush (Pipecat's own message), owing an acknowledgement only if it went out."""
         if self._websocket is None:
-            return  # Pipecat sends nothing either: no acknowledgement will come
+            return
+        websocket = self._websocket
+        self._acks_owed.append((early, websocket))  # before the send: the ack may come while it awaits
+        try:
+            await websocket.send(json.dumps({"type": "Flush"}))
+        except Exception as e:
+            self._acks_owed.pop()
+            logger.warning(f"{self}: Flush not sent ({e})")
+            return
         self._flushes_sent.append(self._clock())
-        self._acks_owed.append(early)
-        await super().flush_audio(context_id)
 
     async def append_to_audio_context(self, context_id: str | None, frame):
         # Pipecat's receive loop turns every `Flushed` into this stop frame, then a removal.
-        early_ack = isinstance(frame, TTSStoppedFrame) and self._acks_owed and self._acks_owed.popleft()
-        if early_ack:
+        if isinstance(frame, TTSStoppedFrame) and self._acknowledges_early_flush():
             self._early_ack_closing = context_id  # the first sentence is out; the reply goes on
             return
         await super().append_to_audio_context(context_id, frame)
+
+    def _acknowledges_early_flush(self) -> bool:
+        """Whether the `Flushed` just read answers an early flush (and not a closing one)."""
+        while self._acks_owed and self._acks_owed[0][1] is not self._websocket:
+            self._acks_owed.popleft()  # sent on a connection since replaced: never acknowledged
+        return bool(self._acks_owed) and self._acks_owed.popleft()[0]
 
     async def remove_audio_context(self, context_id: str | None):
         if self._early_ack_closing is not None and context_id == self._early_ack_closing:
@@ -109,5 +126,6 @@ class SentenceFlushingDeepgramTTSService(DeepgramTTSService):
         await super().remove_audio_context(context_id)
 
     async def on_audio_context_interrupted(self, context_id: str):
-        self._replies.discard(context_id)
+        if context_id == self._reply_to_flush:
+            self._reply_to_flush = None
         await super().on_audio_context_interrupted(context_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 
+from pipecat.frames.frames import TTSStoppedFrame
+from pipecat.services.deepgram.tts import DeepgramTTSService
 from websockets.protocol import State
 
 from processors.deepgram_tts import FLUSH_LIMIT, FLUSH_WINDOW_SECS, SentenceFlushingDeepgramTTSService
@@ -86,3 +88,23 @@ async def test_a_spoken_text_is_not_flushed_early():
         pass
     await tts.flush_audio("greeting")
     assert [kind for _, kind in socket.sent] == ["Speak", "Flush"]
+
+
+async def test_after_a_reconnect_the_next_acknowledgement_closes_its_reply(monkeypatch):
+    """A dropped connection never acknowledges the early flush it took: the new connection's first
+    `Flushed` must close its reply (reach Pipecat), not be taken for that lost early one."""
+    passed_on: list[str] = []
+
+    async def pipecat_append(self, context_id, frame):
+        passed_on.append(type(frame).__name__)
+
+    monkeypatch.setattr(DeepgramTTSService, "append_to_audio_context", pipecat_append)
+    tts, socket, _ = connected_service()
+    await tts.on_turn_context_created("lost")
+    async for _ in tts.run_tts("The weather is sunny today. ", "lost"):
+        pass  # its early flush went out; the connection drops before any acknowledgement
+    assert [kind for _, kind in socket.sent] == ["Speak", "Flush"]
+    tts._websocket = RecordingSocket([0.0])  # Pipecat's reconnect
+    await tts.flush_audio("next")  # a spoken text on the new connection, then its acknowledgement
+    await tts.append_to_audio_context("next", TTSStoppedFrame(context_id="next"))
+    assert passed_on == ["TTSStoppedFrame"]

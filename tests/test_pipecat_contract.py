@@ -226,7 +226,6 @@ CALLED_BY_PIPECAT = [
         "Flushed ... self.append_to_audio_context( ... TTSStoppedFrame ... self.remove_audio_context(ctx_id)",
         DEEPGRAM_TTS,
     ),
-    Call(DEEPGRAM_TTS_SERVICE, "flush_audio", '{"type": "Flush"}', DEEPGRAM_TTS),
     Call(WORKER, "_setup", "observer=self._observer", LEAN_OBSERVER),
     Call(DEEPGRAM, "stop", "self._disconnect()", DEEPGRAM_STT),
     Call(DEEPGRAM, "cancel", "self._disconnect()", DEEPGRAM_STT),

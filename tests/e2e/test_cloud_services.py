@@ -195,6 +195,11 @@ async def test_tts_failure_still_delivers_the_reply_as_text(cloud_server, fakes,
         await client.wait_for(
             lambda r: "Madrid is the capital of Spain." in r.bot_texts(), 15, "the next reply spoken"
         )
+        # ... and it ends: the reconnected TTS owes no acknowledgement of a flush the dead one took.
+        spoken_at = client.received.times("bot-started-speaking")[-1]
+        await client.wait_for(
+            lambda r: any(at > spoken_at for at in r.times("bot-stopped-speaking")), 15, "the reply's end"
+        )
 
 
 async def test_bad_credentials_end_the_session_with_error_and_the_server_stays_up(
