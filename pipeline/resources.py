@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from pipeline.local_llm import LocalLLMServer, bundled_model_path
+from pipeline.native_threads import limit_blas_threads
 
 if TYPE_CHECKING:
     from pipeline.providers import Providers
@@ -40,6 +41,7 @@ class SharedResources:
     async def load(cls, providers: Providers, settings: Settings) -> SharedResources:
         """Load what the chosen providers need; the heavy work runs off the event loop."""
         resources = cls()
+        limit_blas_threads()
         try:
             await resources._timed("vad+turn", _preload_turn_models)
             if providers.stt == "local":
