@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from processors.shared_models import (
     smart_turn_threads,
     vad_model_session,
 )
-from processors.silero_batcher import SileroBatcher
+from processors.silero_batcher import SileroBatcher, SileroStream
 from processors.vad_volume import RollingVolumeTracker
 from tests.support.speech import levels_pcm16, silence_pcm16, speech_pcm16
 
@@ -176,6 +177,47 @@ async def test_concurrent_calls_share_one_inference_but_keep_their_own_state():
     scored = batcher.windows - windows
     assert scored >= 3 * (len(audios[0]) // 1024 - 1)
     assert batcher.runs - runs <= scored / 2.5  # three calls' windows went through together
+
+
+class HeldSileroSession:
+    """The real Silero session, each run held until the test lets it go."""
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.batch_sizes: list[int] = []
+        self.threads: list[int] = []
+
+    def run(self, outputs, feeds):
+        self.threads.append(threading.get_ident())
+        self.batch_sizes.append(len(feeds["input"]))
+        self.entered.set()
+        self.release.wait(timeout=2)
+        return vad_model_session().run(outputs, feeds)
+
+
+async def test_silero_runs_off_the_event_loop_and_windows_queued_meanwhile_go_as_the_next_batch():
+    """The event loop carries every call's frames: it must not wait while Silero computes."""
+    loop = asyncio.get_running_loop()
+    audio = np.frombuffer(question(), np.int16).astype(np.float32) / 32768.0
+    windows = [audio[i * 512 : (i + 1) * 512] for i in range(40, 43)]
+    held = HeldSileroSession()
+    batcher = SileroBatcher(held, loop)
+    streams = [SileroStream(16000) for _ in windows]
+
+    first = batcher.score(streams[0], windows[0])
+    await asyncio.to_thread(held.entered.wait, 2)
+    assert not first.done()
+    meanwhile = [
+        batcher.score(stream, window) for stream, window in zip(streams[1:], windows[1:], strict=True)
+    ]
+    held.release.set()
+    scores = await asyncio.wait_for(asyncio.gather(first, *meanwhile), 5)
+
+    assert held.batch_sizes == [1, 2]
+    assert threading.get_ident() not in held.threads
+    alone = SileroBatcher(vad_model_session(), loop)
+    assert scores == [await alone.score(SileroStream(16000), window) for window in windows]
+    assert len(set(scores)) == 3 and min(scores) > 0  # real scores, not a failed batch's zeros
 
 
 def test_smart_turn_shares_its_session_and_thread_and_uses_more_threads_only_when_calls_are_few():
