@@ -43,9 +43,12 @@ USER 10001:10001
 WORKDIR /home/voicebot
 # ORT_DISABLE_TELEMETRY: onnxruntime (1.29 and later, for Piper and Silero) otherwise writes a
 # device id under HOME and uploads usage events over HTTPS; an offline voice bot sends nothing.
+# OPENBLAS_NUM_THREADS: one BLAS thread for every library that loads one (the server limits
+# numpy's at start-up too; pipeline/native_threads.py says why).
 ENV PATH=/opt/voicebot/bin:$PATH \
     HOME=/home/voicebot \
     ORT_DISABLE_TELEMETRY=1 \
+    OPENBLAS_NUM_THREADS=1 \
     TMPDIR=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -76,21 +76,21 @@ class SileroBatcher:
         weakref.WeakKeyDictionary()
     )
 
-    def __init__(self, session: onnxruntime.InferenceSession, loop: asyncio.AbstractEventLoop):
+    def __init__(self, session: onnxruntime.InferenceSession):
         self._session = session
-        self._loop = loop
         self._queued: list[_Queued] = []
         self._send_scheduled = False
         self._in_flight: asyncio.Future | None = None
-        self.runs = 0  # inferences made, for tests and benchmarks
+        self.runs = 0  # inferences made (counted on the inference thread), for tests and benchmarks
         self.windows = 0
 
     @classmethod
     def for_running_loop(cls, session: onnxruntime.InferenceSession) -> SileroBatcher:
+        """The running loop's batcher (it holds no reference to the loop, so it goes with it)."""
         loop = asyncio.get_running_loop()
         batcher = cls._per_loop.get(loop)
         if batcher is None:
-            batcher = cls._per_loop[loop] = cls(session, loop)
+            batcher = cls._per_loop[loop] = cls(session)
         return batcher
 
     @classmethod
@@ -99,12 +99,16 @@ class SileroBatcher:
         return cls._per_loop.get(asyncio.get_running_loop())
 
     def score(self, stream: SileroStream, window: np.ndarray) -> asyncio.Future[float]:
-        """Speech confidence (0–1) of one float32 window of `stream`, scored with the next batch."""
-        future = self._loop.create_future()
+        """Speech confidence (0–1) of one float32 window of `stream`, scored with the next batch.
+
+        Called on the event loop that will await it; a stream has one window queued at a time.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._queued.append((stream, window, future))
         if not self._send_scheduled and self._in_flight is None:
             self._send_scheduled = True
-            self._loop.call_soon(self._send)
+            loop.call_soon(self._send)
         return future
 
     def _send(self) -> None:
@@ -114,18 +118,31 @@ class SileroBatcher:
             return
         batch, self._queued = self._queued, []
         inputs = [(stream.sample_rate, stream.state, stream.context, window) for stream, window, _ in batch]
-        self._in_flight = self._loop.run_in_executor(_inference_thread(), self._score_all, inputs)
-        self._in_flight.add_done_callback(functools.partial(self._scored, batch))
+        try:
+            in_flight = asyncio.get_running_loop().run_in_executor(
+                _inference_thread(), self._score_all, inputs
+            )
+        except RuntimeError as error:  # the thread pool is shut down: the process is exiting
+            logger.warning(f"Silero VAD not run: {error}")
+            self._resolve(batch, None)
+            return
+        self._in_flight = in_flight
+        in_flight.add_done_callback(functools.partial(self._scored, batch))
 
     def _scored(self, batch: list[_Queued], in_flight: asyncio.Future) -> None:
         self._in_flight = None
-        results = None if in_flight.cancelled() else in_flight.result()
+        failed = in_flight.cancelled() or in_flight.exception() is not None
+        self._resolve(batch, None if failed else in_flight.result())
+        self._send()  # what queued meanwhile goes at once
+
+    @staticmethod
+    def _resolve(batch: list[_Queued], results: list[_Scored | None] | None) -> None:
+        """Give each stream its new state and each caller its score (0, no speech, if the batch failed)."""
         for (stream, _, future), scored in zip(batch, results or [None] * len(batch), strict=True):
             if scored is not None:
                 _, stream.state, stream.context = scored
             if not future.done():
-                future.set_result(0.0 if scored is None else scored[0])  # a broken batch: no speech
-        self._send()  # what queued meanwhile goes at once
+                future.set_result(0.0 if scored is None else scored[0])
 
     def _score_all(
         self, inputs: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]
