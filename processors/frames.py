@@ -118,10 +118,14 @@ class TurnMetricsMessageFrame(OutputTransportMessageUrgentFrame):
 class PushToTalkFrame(SystemFrame):
     """The client pressed (`active=True`) or released the push-to-talk button.
 
-    A system frame, so it stays in order with the audio frames around it.
+    `after_audio_secs` is how much input audio the client had sent before the button changed.
+    The audio reaches the pipeline through the transport's audio task, the button through its
+    receive task, so the button can overtake the last frames of audio (they wait for the VAD);
+    `PushToTalkGate` holds the button until that much audio has passed it.
     """
 
     active: bool = False
+    after_audio_secs: float = 0.0
 
 
 @dataclass

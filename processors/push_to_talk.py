@@ -5,6 +5,7 @@ from __future__ import annotations
 from loguru import logger
 from pipecat.frames.frames import (
     Frame,
+    InputAudioRawFrame,
     ProposedUserStartedSpeakingFrame,
     ProposedUserStoppedSpeakingFrame,
     STTMuteFrame,
@@ -37,25 +38,47 @@ class PushToTalkGate(FrameProcessor):
     Audio keeps flowing through either way, so the idle clock still sees a live client.
     Place it after the `VADProcessor` and before the STT.
 
+    The button takes effect in order with the audio: a press or release that arrives before
+    the audio the client sent ahead of it (`PushToTalkFrame.after_audio_secs`; that audio is
+    still with the VAD) waits for it, so the last words before a release are transcribed,
+    not muted and left out of the turn.
+
     Example::
 
         Pipeline([transport.input(), VADProcessor(vad_analyzer=vad), PushToTalkGate(), stt, ...])
     """
 
+    # Audio durations are summed in a different order on the two sides (frames may be re-cut).
+    AUDIO_SECS_TOLERANCE = 0.001
+
     def __init__(self, **kwargs):
         super().__init__(**{"enable_direct_mode": True, **kwargs})  # no queue hop per frame
         self._ptt_mode = False
         self._held = False
+        self._audio_secs = 0.0  # input audio that has passed the gate
+        self._waiting: list[PushToTalkFrame] = []  # buttons waiting for the audio sent before them
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
         if isinstance(frame, PushToTalkFrame):
-            await self.push_frame(frame, direction)  # the stop strategy learns the mode from it
-            await self._on_button(frame.active)
+            self._waiting.append(frame)
+            await self._apply_buttons_due()
             return
         if self._ptt_mode and direction == FrameDirection.DOWNSTREAM and isinstance(frame, VAD_SIGNALS):
             return
         await self.push_frame(frame, direction)
+        if isinstance(frame, InputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
+            self._audio_secs += len(frame.audio) / 2 / frame.num_channels / frame.sample_rate
+            await self._apply_buttons_due()
+
+    async def _apply_buttons_due(self) -> None:
+        """Apply, in order, the buttons whose preceding audio has passed."""
+        while self._waiting and (
+            self._waiting[0].after_audio_secs <= self._audio_secs + self.AUDIO_SECS_TOLERANCE
+        ):
+            button = self._waiting.pop(0)
+            await self.push_frame(button)  # the stop strategy learns the mode from it
+            await self._on_button(button.active)
 
     async def _on_button(self, pressed: bool) -> None:
         if not self._ptt_mode:

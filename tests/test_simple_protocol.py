@@ -66,3 +66,14 @@ async def test_cleanup_closes_an_open_stream():
     assert thread.is_alive()
     await protocol.cleanup()
     assert not thread.is_alive()
+
+
+async def test_a_push_to_talk_message_says_how_much_audio_came_before_it():
+    serializer = SimpleProtocolSerializer(session_id="test")
+    await serializer.deserialize(silence_pcm16(0.1))
+    await serializer.deserialize(silence_pcm16(0.2))
+
+    button = await serializer.deserialize(json.dumps({"type": "ptt", "active": False}))
+
+    assert button.active is False
+    assert button.after_audio_secs == pytest.approx(0.3)

@@ -71,6 +71,7 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._budget = AudioBudget()
+        self._audio_secs = 0.0  # microphone audio let in so far (push-to-talk is ordered after it)
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
         """Only what the page sends gets in: microphone audio (mono, 8-48 kHz, no faster than
@@ -89,13 +90,14 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
                 return dropped("not_a_microphone")
             if not self._budget.allow(len(frame.audio) / 2 / frame.sample_rate):
                 return dropped("ahead_of_real_time")
+            self._audio_secs += len(frame.audio) / 2 / frame.sample_rate
             return frame
         if isinstance(frame, InputTransportMessageFrame):
-            return self._page_message(frame) or dropped("not_allowed")
+            return self._page_message(frame, self._audio_secs) or dropped("not_allowed")
         return dropped("not_allowed")  # text and transcription frames: the page never sends them
 
     @staticmethod
-    def _page_message(frame: InputTransportMessageFrame) -> Frame | None:
+    def _page_message(frame: InputTransportMessageFrame, audio_secs: float) -> Frame | None:
         message = frame.message
         if not isinstance(message, dict) or message.get("label") != MESSAGE_LABEL:
             return None
@@ -105,7 +107,7 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
             body = body if isinstance(body, dict) else {}
             active = (body.get("d") if isinstance(body.get("d"), dict) else {}).get("active")
             if body.get("t") == "ptt" and isinstance(active, bool):
-                return PushToTalkFrame(active=active)
+                return PushToTalkFrame(active=active, after_audio_secs=audio_secs)
             return None
         return frame if kind in PAGE_RTVI_TYPES else None
 

@@ -1,0 +1,52 @@
+"""Push-to-talk takes effect in order with the audio the client sent before the button."""
+
+from __future__ import annotations
+
+from pipecat.frames.frames import (
+    InputAudioRawFrame,
+    STTMuteFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.tests.utils import run_test
+
+from processors.frames import PushToTalkFrame
+from processors.push_to_talk import PushToTalkGate
+
+FRAME = bytes(640)  # 20 ms at 16 kHz
+
+
+def audio() -> InputAudioRawFrame:
+    return InputAudioRawFrame(audio=FRAME, sample_rate=16000, num_channels=1)
+
+
+async def test_a_release_that_overtakes_the_last_audio_waits_for_it():
+    """The transport's receive task can deliver the release before its audio task has pushed the
+    audio the client sent ahead of it; muting the STT then would cut the user's last words."""
+    sent = [
+        PushToTalkFrame(active=True, after_audio_secs=0.0),
+        audio(),
+        audio(),
+        PushToTalkFrame(active=False, after_audio_secs=0.08),  # four frames were sent before it
+        audio(),
+        audio(),
+        audio(),  # sent after the release
+    ]
+    down, _ = await run_test(PushToTalkGate(), frames_to_send=sent, expected_down_frames=None)
+
+    kinds = [type(frame) for frame in down]
+    audio_before_stop = kinds[: kinds.index(VADUserStoppedSpeakingFrame)].count(InputAudioRawFrame)
+    assert audio_before_stop == 4
+    mutes = [frame.mute for frame in down if isinstance(frame, STTMuteFrame)]
+    assert mutes == [False, True]
+    assert kinds.index(VADUserStartedSpeakingFrame) < kinds.index(InputAudioRawFrame)
+    assert kinds.count(InputAudioRawFrame) == 5
+
+
+async def test_buttons_without_audio_ahead_of_them_take_effect_at_once():
+    sent = [PushToTalkFrame(active=True), PushToTalkFrame(active=False)]
+    down, _ = await run_test(PushToTalkGate(), frames_to_send=sent, expected_down_frames=None)
+
+    kinds = [type(frame) for frame in down]
+    assert kinds.index(VADUserStartedSpeakingFrame) < kinds.index(VADUserStoppedSpeakingFrame)
+    assert [frame.mute for frame in down if isinstance(frame, STTMuteFrame)] == [False, True]
