@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from loguru import logger
 from pipecat.frames.frames import (
     Frame,
@@ -50,13 +52,16 @@ class PushToTalkGate(FrameProcessor):
 
     # Audio durations are summed in a different order on the two sides (frames may be re-cut).
     AUDIO_SECS_TOLERANCE = 0.001
+    # Buttons held at most; past that the oldest takes effect at once (a client flooding `ptt`
+    # while its audio is still with the VAD, or audio the transport dropped, holds no memory).
+    MAX_WAITING_BUTTONS = 8
 
     def __init__(self, **kwargs):
         super().__init__(**{"enable_direct_mode": True, **kwargs})  # no queue hop per frame
         self._ptt_mode = False
         self._held = False
         self._audio_secs = 0.0  # input audio that has passed the gate
-        self._waiting: list[PushToTalkFrame] = []  # buttons waiting for the audio sent before them
+        self._waiting: deque[PushToTalkFrame] = deque()  # buttons waiting for the audio before them
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
@@ -75,8 +80,9 @@ class PushToTalkGate(FrameProcessor):
         """Apply, in order, the buttons whose preceding audio has passed."""
         while self._waiting and (
             self._waiting[0].after_audio_secs <= self._audio_secs + self.AUDIO_SECS_TOLERANCE
+            or len(self._waiting) > self.MAX_WAITING_BUTTONS
         ):
-            button = self._waiting.pop(0)
+            button = self._waiting.popleft()
             await self.push_frame(button)  # the stop strategy learns the mode from it
             await self._on_button(button.active)
 

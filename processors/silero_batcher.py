@@ -131,7 +131,10 @@ class SileroBatcher:
 
     def _scored(self, batch: list[_Queued], in_flight: asyncio.Future) -> None:
         self._in_flight = None
-        failed = in_flight.cancelled() or in_flight.exception() is not None
+        error = None if in_flight.cancelled() else in_flight.exception()
+        if error is not None:  # `_score_all` catches the model's errors; this is anything else
+            logger.error(f"Silero VAD batch failed: {error!r}")
+        failed = in_flight.cancelled() or error is not None
         self._resolve(batch, None if failed else in_flight.result())
         self._send()  # what queued meanwhile goes at once
 

@@ -73,3 +73,14 @@ async def test_text_frames_and_oversized_messages_are_dropped():
     assert await serializer.deserialize(transcription.SerializeToString()) is None
     assert await serializer.deserialize(text.SerializeToString()) is None
     assert await serializer.deserialize(audio_message(16000, samples=200_000)) is None  # 400 kB
+
+
+async def test_push_to_talk_says_how_much_microphone_audio_came_before_it():
+    serializer = BrowserFrameSerializer()
+    await serializer.deserialize(audio_message(16000, samples=320))  # 20 ms
+    await serializer.deserialize(audio_message(48000, samples=1440))  # 30 ms
+    await serializer.deserialize(audio_message(16000, num_channels=2))  # not a microphone: not counted
+
+    ptt = await serializer.deserialize(rtvi_message("client-message", {"t": "ptt", "d": {"active": False}}))
+
+    assert ptt.after_audio_secs == pytest.approx(0.05)

@@ -50,3 +50,14 @@ async def test_buttons_without_audio_ahead_of_them_take_effect_at_once():
     kinds = [type(frame) for frame in down]
     assert kinds.index(VADUserStartedSpeakingFrame) < kinds.index(VADUserStoppedSpeakingFrame)
     assert [frame.mute for frame in down if isinstance(frame, STTMuteFrame)] == [False, True]
+
+
+async def test_buttons_whose_audio_never_comes_are_held_a_bounded_while():
+    """A client flooding `ptt` (or audio the transport dropped) cannot make the gate hold buttons
+    without end: past the bound the oldest takes effect."""
+    late = [PushToTalkFrame(active=i % 2 == 0, after_audio_secs=10.0) for i in range(40)]
+    down, _ = await run_test(PushToTalkGate(), frames_to_send=late, expected_down_frames=None)
+
+    applied = [frame for frame in down if isinstance(frame, PushToTalkFrame)]
+    assert len(applied) == 40 - PushToTalkGate.MAX_WAITING_BUTTONS
+    assert [frame.active for frame in applied] == [i % 2 == 0 for i in range(len(applied))]

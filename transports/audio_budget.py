@@ -24,6 +24,11 @@ class AudioBudget:
         self._started = clock()
         self._received = 0.0
 
+    @property
+    def received_secs(self) -> float:
+        """Seconds of audio allowed so far (what push-to-talk is ordered after)."""
+        return self._received
+
     def remaining(self) -> float:
         """Seconds of audio that would be allowed now."""
         return max(0.0, self._clock() - self._started + self._burst - self._received)

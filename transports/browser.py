@@ -71,7 +71,6 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._budget = AudioBudget()
-        self._audio_secs = 0.0  # microphone audio let in so far (push-to-talk is ordered after it)
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
         """Only what the page sends gets in: microphone audio (mono, 8-48 kHz, no faster than
@@ -90,10 +89,9 @@ class BrowserFrameSerializer(ProtobufFrameSerializer):
                 return dropped("not_a_microphone")
             if not self._budget.allow(len(frame.audio) / 2 / frame.sample_rate):
                 return dropped("ahead_of_real_time")
-            self._audio_secs += len(frame.audio) / 2 / frame.sample_rate
             return frame
         if isinstance(frame, InputTransportMessageFrame):
-            return self._page_message(frame, self._audio_secs) or dropped("not_allowed")
+            return self._page_message(frame, self._budget.received_secs) or dropped("not_allowed")
         return dropped("not_allowed")  # text and transcription frames: the page never sends them
 
     @staticmethod

@@ -79,7 +79,6 @@ class SimpleProtocolSerializer(FrameSerializer):
         self._pipeline_rate = input_sample_rate
         self._decoder = ClientAudioDecoder(target_rate=input_sample_rate)
         self._budget = AudioBudget()
-        self._audio_secs = 0.0  # audio let in so far (push-to-talk is ordered after it)
 
     def ready_message(self) -> str:
         return json.dumps(
@@ -123,7 +122,6 @@ class SimpleProtocolSerializer(FrameSerializer):
             return _error(
                 "audio_too_fast", f"audio is arriving faster than real time (over {BURST_SECS:g}s ahead)"
             )
-        self._audio_secs += len(pcm) / 2 / self._pipeline_rate
         return InputAudioRawFrame(audio=pcm, sample_rate=self._pipeline_rate, num_channels=1)
 
     async def cleanup(self) -> None:
@@ -153,7 +151,7 @@ class SimpleProtocolSerializer(FrameSerializer):
             active = message.get("active")
             if not isinstance(active, bool):
                 return _error("bad_message", "ptt.active must be true or false")
-            return PushToTalkFrame(active=active, after_audio_secs=self._audio_secs)
+            return PushToTalkFrame(active=active, after_audio_secs=self._budget.received_secs)
         if kind == "text":
             text = message.get("text")
             if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT_CHARS:
