@@ -55,6 +55,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
 )
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAnalyzerUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies, default_user_turn_start_strategies
@@ -73,6 +74,7 @@ from processors.conversation_text_frames import ConversationTextFrames
 from processors.conversation_tracker import ConversationTracker
 from processors.frames import EndReason, EndSessionFrame, TurnMetricsMessageFrame
 from processors.idle_timeout import IdleTimeoutProcessor
+from processors.input_audio_coalescer import InputAudioCoalescer
 from processors.max_duration import MaxDurationProcessor
 from processors.muted_while_ending import MutedWhileEndingStrategy
 from processors.push_to_talk import PushToTalkGate, PushToTalkUserTurnStopStrategy
@@ -167,6 +169,13 @@ class VoiceSession:
             ),
         )
 
+        # After the VAD, the caller's audio goes on in frames of up to 100 ms (five times fewer
+        # hops). A segmented local STT finds pauses in the 20 ms frames itself, to transcribe
+        # while the user still speaks, so it sees them before they are joined.
+        if isinstance(stt, SegmentedSTTService):
+            audio_to_transcripts = [stt, InputAudioCoalescer()]
+        else:
+            audio_to_transcripts = [InputAudioCoalescer(), stt]
         session_end = SessionEndProcessor()
         turn_metrics = TurnMetricsObserver()
         conversation = ConversationState()  # one per session, read by every clock
@@ -176,7 +185,7 @@ class VoiceSession:
                 *(input_processors or []),
                 VADProcessor(vad_analyzer=vad, enable_direct_mode=True),
                 PushToTalkGate(),
-                stt,
+                *audio_to_transcripts,
                 user_aggregator,
                 *end_conversation.goodbye_detector(settings, providers),
                 ClientAudioTicker(),
