@@ -18,6 +18,7 @@ from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPI
 from starlette.websockets import WebSocketState
 
 from processors.frames import EndReason
+from transports.websocket_audio_input import WebsocketAudioInput
 
 NORMAL_CLOSURE = 1000
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 §5.5: a control frame's payload is at most 125 bytes
@@ -56,7 +57,16 @@ async def close_with_reason(websocket: WebSocket, reason: EndReason) -> None:
 
 class SessionWebsocketTransport(FastAPIWebsocketTransport):
     """Pipecat's FastAPI transport, which also cleans up its serializer when the session ends
-    (Pipecat never does: a serializer holding a resource, like a decoding thread, would leak it)."""
+    (Pipecat never does: a serializer holding a resource, like a decoding thread, would leak it),
+    and whose input takes audio frames off its queue without a timer (`WebsocketAudioInput`)."""
+
+    def __init__(self, websocket, params: FastAPIWebsocketParams, **kwargs):
+        super().__init__(websocket, params, **kwargs)
+        # Pipecat builds its input in __init__ and reads it only through input().
+        self._audio_input = WebsocketAudioInput(self, self._client, params, name=self._input_name)
+
+    def input(self) -> WebsocketAudioInput:
+        return self._audio_input
 
     async def cleanup(self) -> None:
         await super().cleanup()
