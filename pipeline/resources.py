@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from pipeline.heap import freeze_start_up_objects
 from pipeline.local_llm import LocalLLMServer, bundled_model_path
 from pipeline.native_threads import limit_blas_threads
 
@@ -60,6 +61,7 @@ class SharedResources:
         except BaseException:
             await resources.close()
             raise
+        freeze_start_up_objects()
         return resources
 
     async def _timed(self, name: str, loader):
