@@ -16,6 +16,7 @@ from loguru import logger
 from pipeline.heap import freeze_start_up_objects
 from pipeline.local_llm import LocalLLMServer, bundled_model_path
 from pipeline.native_threads import limit_blas_threads
+from pipeline.services import import_service_modules
 
 if TYPE_CHECKING:
     from pipeline.providers import Providers
@@ -61,6 +62,7 @@ class SharedResources:
         except BaseException:
             await resources.close()
             raise
+        import_service_modules()
         freeze_start_up_objects()
         return resources
 

@@ -6,6 +6,7 @@ stack otherwise, so a fresh checkout with no keys still works end to end.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from pipeline.providers import Providers
@@ -66,6 +67,26 @@ def resolve_providers(settings: Settings) -> Providers:
     if tts == "auto":
         tts = "deepgram" if has_deepgram else "openai" if has_openai else "local"
     return Providers(stt=stt, llm=llm, tts=tts)
+
+
+# Every module a service comes from. `build_*` import them when a session is built (importing
+# Pipecat prints its banner, and `resolve_providers` runs before logging is set up); start-up
+# imports them all, so that they are loaded before it freezes its objects (pipeline/heap.py).
+SERVICE_MODULES = (
+    "processors.deepgram_stt",
+    "pipecat.services.openai.stt",
+    "processors.moonshine_stt",
+    "processors.resilient_llm",
+    "processors.deepgram_tts",
+    "pipecat.services.openai.tts",
+    "processors.piper_tts",
+)
+
+
+def import_service_modules() -> None:
+    """Import every service's module now, at start-up, rather than when the first call comes."""
+    for name in SERVICE_MODULES:
+        importlib.import_module(name)
 
 
 def _secret(value) -> str:

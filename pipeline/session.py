@@ -1,6 +1,7 @@
 """A voice session: the one place where a session's pipeline is assembled, for any transport.
 
-transport in → VAD (Silero) → push-to-talk gate → STT → eager end of turn → user aggregator
+transport in → VAD (Silero) → push-to-talk gate → audio joiner (20 ms frames into 100 ms; the
+offline STT takes them before it) → STT → eager end of turn → user aggregator
 (smart-turn) → client audio ticker → LLM → conversation tracker → [idle, silence, max duration,
 session end] → TTS → transport out → assistant aggregator, run by one `PipelineWorker` and its
 own `WorkerRunner`.
@@ -55,7 +56,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
 )
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameProcessor
-from pipecat.services.stt_service import SegmentedSTTService
+from pipecat.services.stt_service import STTService
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAnalyzerUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies, default_user_turn_start_strategies
@@ -76,6 +77,7 @@ from processors.frames import EndReason, EndSessionFrame, TurnMetricsMessageFram
 from processors.idle_timeout import IdleTimeoutProcessor
 from processors.input_audio_coalescer import InputAudioCoalescer
 from processors.max_duration import MaxDurationProcessor
+from processors.moonshine_stt import MoonshineSTTService
 from processors.muted_while_ending import MutedWhileEndingStrategy
 from processors.push_to_talk import PushToTalkGate, PushToTalkUserTurnStopStrategy
 from processors.session_end import SessionEndProcessor
@@ -87,6 +89,16 @@ from processors.transcript_log import TranscriptLog
 from processors.turn_metrics import TurnMetrics, TurnMetricsObserver
 
 INPUT_SAMPLE_RATE = 16000
+
+
+def audio_to_transcripts(stt: STTService) -> list[FrameProcessor]:
+    """The STT with the `InputAudioCoalescer` beside it: after the VAD the caller's audio goes on
+    in frames of up to 100 ms (five times fewer hops). The offline STT finds pauses in the 20 ms
+    frames itself, to transcribe while the user still speaks, so it gets them before they are
+    joined; any other STT after."""
+    if isinstance(stt, MoonshineSTTService):
+        return [stt, InputAudioCoalescer()]
+    return [InputAudioCoalescer(), stt]
 
 
 class VoiceSession:
@@ -169,13 +181,6 @@ class VoiceSession:
             ),
         )
 
-        # After the VAD, the caller's audio goes on in frames of up to 100 ms (five times fewer
-        # hops). A segmented local STT finds pauses in the 20 ms frames itself, to transcribe
-        # while the user still speaks, so it sees them before they are joined.
-        if isinstance(stt, SegmentedSTTService):
-            audio_to_transcripts = [stt, InputAudioCoalescer()]
-        else:
-            audio_to_transcripts = [InputAudioCoalescer(), stt]
         session_end = SessionEndProcessor()
         turn_metrics = TurnMetricsObserver()
         conversation = ConversationState()  # one per session, read by every clock
@@ -185,7 +190,7 @@ class VoiceSession:
                 *(input_processors or []),
                 VADProcessor(vad_analyzer=vad, enable_direct_mode=True),
                 PushToTalkGate(),
-                *audio_to_transcripts,
+                *audio_to_transcripts(stt),
                 user_aggregator,
                 *end_conversation.goodbye_detector(settings, providers),
                 ClientAudioTicker(),

@@ -4,9 +4,10 @@
 on each observer's own queue and handled by that observer's own task. Two kinds of event are
 the bulk and, in our sessions, read by nobody: `FrameProcessed` (every frame, at every
 processor: no observer of ours or Pipecat's RTVI observer implements `on_process_frame`) and the
-pushes of the caller's audio (50 frames a second, each pushed by every processor up to the user
-aggregator; RTVI ignores audio unless it reports audio levels, and ours read text and
-speaking state only). Each costs a queue put, a task wake-up and a call that returns at once.
+pushes of the caller's audio (50 frames a second up to the VAD and 10 after it, each pushed by
+every processor up to the user aggregator; RTVI ignores audio unless it reports audio levels,
+and ours read text and speaking state only). Each costs a queue put, a task wake-up and a call
+that returns at once.
 """
 
 from __future__ import annotations

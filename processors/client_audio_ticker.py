@@ -17,7 +17,7 @@ class ClientAudioTicker(FrameProcessor):
 
     Goes right after the user aggregator, the last processor that uses input audio. Downstream
     of it (LLM, our clocks, TTS, output transport, assistant aggregator) nothing listens to
-    the caller's audio, yet each 20 ms frame would cross all of them and every observer: about
+    the caller's audio, yet each audio frame would cross all of them and every observer: about
     half of the per-frame work of a session (bench/README.md).
 
     Example::

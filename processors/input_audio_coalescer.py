@@ -4,17 +4,22 @@ Each frame costs every processor it crosses a fixed overhead (a queue hop, event
 observers) whatever its size. After the VAD, nothing needs the audio 20 ms at a time: our
 Deepgram STT sends it in 100 ms messages anyway, and the turn analyzer only buffers it until the
 VAD's stop. So the frames that cross the STT, the user aggregator and what follows are five times
-fewer, and nothing is later: every other frame (the VAD's start and stop, push-to-talk, an
-interruption, the end) first flushes the audio held before it, so the order of audio and events
-downstream is exactly what it was.
+fewer. Every other frame (the VAD's start and stop, push-to-talk, an interruption, the end)
+first flushes the audio held before it, so the order of audio and events downstream is what it
+was, and the user's last words reach the STT before its `Finalize`. The one exception is the
+VAD's "still speaking" heartbeat: where it falls among the audio means nothing to anyone, and
+flushing for it every 0.2 s would cut the joined frames short and leave the STT a stub to send
+late.
 """
 
 from __future__ import annotations
 
-from pipecat.frames.frames import Frame, InputAudioRawFrame
+from pipecat.frames.frames import Frame, InputAudioRawFrame, UserSpeakingFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-MAX_SECS = 0.1  # matches the Deepgram STT's message size (processors/deepgram_stt.py)
+from processors.deepgram_stt import BATCH_SECS
+
+MAX_SECS = BATCH_SECS  # one joined frame is one message to Deepgram
 
 
 class InputAudioCoalescer(FrameProcessor):
@@ -43,7 +48,7 @@ class InputAudioCoalescer(FrameProcessor):
         if type(frame) is InputAudioRawFrame and direction == FrameDirection.DOWNSTREAM:
             await self._hold(frame)
             return
-        if direction == FrameDirection.DOWNSTREAM:
+        if direction == FrameDirection.DOWNSTREAM and not isinstance(frame, UserSpeakingFrame):
             await self._flush()
         await self.push_frame(frame, direction)
 

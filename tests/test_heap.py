@@ -7,7 +7,8 @@ import json
 import subprocess
 import sys
 
-# Loads what a cloud-services server loads at start-up, then reports what a full pass would walk.
+# Loads what a cloud-services server loads at start-up and what its first call needs, then reports
+# what a full pass would walk.
 START_UP = """
 import asyncio, gc, json
 from pipeline.providers import Providers
@@ -15,6 +16,9 @@ from pipeline.resources import SharedResources
 from pipeline.settings import Settings
 
 asyncio.run(SharedResources.load(Providers(stt="deepgram", llm="openai", tts="deepgram"), Settings()))
+from pipeline.services import build_llm, build_stt, build_tts  # what the first call builds
+import processors.deepgram_stt, processors.deepgram_tts, processors.resilient_llm
+gc.collect()
 print(json.dumps({"walked": len(gc.get_objects()), "frozen": gc.get_freeze_count()}))
 """
 

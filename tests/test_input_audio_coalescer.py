@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from pipecat.frames.frames import InputAudioRawFrame, VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame
+from pipecat.frames.frames import (
+    InputAudioRawFrame,
+    STTMuteFrame,
+    UserAudioRawFrame,
+    UserSpeakingFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.services.deepgram.stt import DeepgramSTTService
 from pipecat.tests.utils import run_test
 
+from pipeline.session import audio_to_transcripts
 from processors.input_audio_coalescer import InputAudioCoalescer
+from processors.moonshine_stt import MoonshineSTTService
 
 
 def audio(index: int, *, sample_rate: int = 16000, ms: int = 20) -> InputAudioRawFrame:
@@ -64,3 +75,43 @@ async def test_a_frame_longer_than_the_limit_goes_on_whole_and_alone():
 
     expected = [audio(1).audio, audio(2, ms=250).audio, audio(3).audio]
     assert [frame.audio for frame in audio_frames(down)] == expected
+
+
+async def test_the_vads_still_speaking_heartbeat_does_not_cut_the_audio_short():
+    """The VAD sends it every 0.2 s of speech; flushing for it would leave the STT stubs."""
+    sent = [audio(0), audio(1), UserSpeakingFrame(), audio(2), audio(3), audio(4), audio(5)]
+    down, _ = await run_test(InputAudioCoalescer(), frames_to_send=sent, expected_down_frames=None)
+
+    assert [len(frame.audio) for frame in audio_frames(down)] == [3200, 640]
+    assert any(isinstance(frame, UserSpeakingFrame) for frame in down)
+
+
+async def test_another_kind_of_audio_frame_is_not_joined_and_flushes_what_is_held():
+    """A user's own audio frame (another kind) is never merged into the caller's audio."""
+    user_audio = UserAudioRawFrame(audio=bytes([9]) * 640, sample_rate=16000, num_channels=1, user_id="u")
+    sent = [audio(0), user_audio, audio(1), audio(2)]
+    down, _ = await run_test(InputAudioCoalescer(), frames_to_send=sent, expected_down_frames=None)
+
+    joined = audio_frames(down)
+    assert [type(frame) for frame in joined] == [InputAudioRawFrame, UserAudioRawFrame, InputAudioRawFrame]
+    assert [frame.audio for frame in joined] == [
+        audio(0).audio,
+        user_audio.audio,
+        audio(1).audio + audio(2).audio,
+    ]
+
+
+async def test_upstream_frames_pass_through():
+    await run_test(
+        InputAudioCoalescer(),
+        frames_to_send=[STTMuteFrame(mute=True)],
+        frames_to_send_direction=FrameDirection.UPSTREAM,
+        expected_up_frames=[STTMuteFrame],
+    )
+
+
+def test_the_audio_is_joined_before_a_streaming_stt_and_after_the_offline_one():
+    deepgram = DeepgramSTTService(api_key="test")
+    assert [type(p) for p in audio_to_transcripts(deepgram)] == [InputAudioCoalescer, DeepgramSTTService]
+    moonshine = MoonshineSTTService(transcriber=None)
+    assert [type(p) for p in audio_to_transcripts(moonshine)] == [MoonshineSTTService, InputAudioCoalescer]

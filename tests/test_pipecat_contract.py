@@ -58,6 +58,7 @@ OBSERVER = "pipecat.observers.base_observer:BaseObserver"
 PROCESSOR = "pipecat.processors.frame_processor:FrameProcessor"
 FASTAPI_TRANSPORT = "pipecat.transports.websocket.fastapi:FastAPIWebsocketTransport"
 FASTAPI_CLIENT = "pipecat.transports.websocket.fastapi:FastAPIWebsocketClient"
+FASTAPI_INPUT = "pipecat.transports.websocket.fastapi:FastAPIWebsocketInputTransport"
 BASE_INPUT = "pipecat.transports.base_input:BaseInputTransport"
 UVICORN_SERVER = "uvicorn.server:Server"
 UVICORN_MULTIPROCESS = "uvicorn.supervisors.multiprocess"
@@ -135,12 +136,13 @@ MEMBERS = [
     # SessionWebsocketTransport cleans up the serializer it finds in the transport's params.
     Member(FASTAPI_TRANSPORT, "_params", INSTANCE_ATTR, WEBSOCKET_SESSION),
     # ... and builds its input itself, as Pipecat's __init__ does (with its client and input name).
+    Member(FASTAPI_TRANSPORT, "_input", INSTANCE_ATTR, WEBSOCKET_SESSION),
     Member(FASTAPI_TRANSPORT, "_client", INSTANCE_ATTR, WEBSOCKET_SESSION),
     Member(FASTAPI_TRANSPORT, "_input_name", INSTANCE_ATTR, WEBSOCKET_SESSION),
     # WebsocketAudioInput overrides the input's audio task and reads its queue and params.
-    Member(BASE_INPUT, "_audio_task_handler", ASYNC_METHOD, WEBSOCKET_AUDIO_INPUT),
-    Member(BASE_INPUT, "_audio_in_queue", INSTANCE_ATTR, WEBSOCKET_AUDIO_INPUT),
-    Member(BASE_INPUT, "_params", INSTANCE_ATTR, WEBSOCKET_AUDIO_INPUT),
+    Member(FASTAPI_INPUT, "_audio_task_handler", ASYNC_METHOD, WEBSOCKET_AUDIO_INPUT),
+    Member(FASTAPI_INPUT, "_audio_in_queue", INSTANCE_ATTR, WEBSOCKET_AUDIO_INPUT),
+    Member(FASTAPI_INPUT, "_params", INSTANCE_ATTR, WEBSOCKET_AUDIO_INPUT),
     # run_draining_workers swaps the module attribute uvicorn's supervisor builds workers from;
     # DrainingWorkerProcess overrides the (public) `server` property and fills its private cache.
     Member(UVICORN_MULTIPROCESS, "Process", CLASS, DRAINING_SERVER),
@@ -190,7 +192,7 @@ COPIED = [
     Copied(PIPER, "run_tts", "84d36ea778c7", PIPER_TTS),
     Copied(DEEPGRAM, "_connection_handler", "0ee66e7da4d7", DEEPGRAM_STT),
     # WebsocketAudioInput's audio task is Pipecat's without the wait_for whose timeout does nothing.
-    Copied(BASE_INPUT, "_audio_task_handler", "b7f51d8b4c0c", WEBSOCKET_AUDIO_INPUT),
+    Copied(FASTAPI_INPUT, "_audio_task_handler", "b7f51d8b4c0c", WEBSOCKET_AUDIO_INPUT),
     # SessionWebsocketTransport builds its input as FastAPIWebsocketTransport.__init__ does.
     Copied(FASTAPI_TRANSPORT, "__init__", "f75c3207b2da", WEBSOCKET_SESSION),
 ]
@@ -253,7 +255,6 @@ CALLED_BY_PIPECAT = [
     # so the route can finish the connection after the pipeline.
     Call(FASTAPI_CLIENT, "disconnect", "self._websocket.close()", WEBSOCKET_SESSION),
     Call(BASE_INPUT, "_create_audio_task", "self._audio_task_handler()", WEBSOCKET_AUDIO_INPUT),
-    # The transport hands its input out only through input(), which we override.
     Call(FASTAPI_TRANSPORT, "input", "return self._input", WEBSOCKET_SESSION),
     Call(UVICORN_PROCESS, "target", "self.server.run(sockets)", DRAINING_SERVER),
     Call(UVICORN_SUPERVISOR, "init_processes", NEW_WORKER, DRAINING_SERVER),

@@ -62,11 +62,8 @@ class SessionWebsocketTransport(FastAPIWebsocketTransport):
 
     def __init__(self, websocket, params: FastAPIWebsocketParams, **kwargs):
         super().__init__(websocket, params, **kwargs)
-        # Pipecat builds its input in __init__ and reads it only through input().
-        self._audio_input = WebsocketAudioInput(self, self._client, params, name=self._input_name)
-
-    def input(self) -> WebsocketAudioInput:
-        return self._audio_input
+        # In place of the input Pipecat's __init__ built, before anything has used it.
+        self._input = WebsocketAudioInput(self, self._client, params, name=self._input_name)
 
     async def cleanup(self) -> None:
         await super().cleanup()
