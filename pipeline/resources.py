@@ -62,7 +62,7 @@ class SharedResources:
         except BaseException:
             await resources.close()
             raise
-        import_service_modules()
+        import_service_modules(providers)
         freeze_start_up_objects()
         return resources
 

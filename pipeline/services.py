@@ -69,24 +69,26 @@ def resolve_providers(settings: Settings) -> Providers:
     return Providers(stt=stt, llm=llm, tts=tts)
 
 
-# Every module a service comes from. `build_*` import them when a session is built (importing
-# Pipecat prints its banner, and `resolve_providers` runs before logging is set up); start-up
-# imports them all, so that they are loaded before it freezes its objects (pipeline/heap.py).
-SERVICE_MODULES = (
-    "processors.deepgram_stt",
-    "pipecat.services.openai.stt",
-    "processors.moonshine_stt",
-    "processors.resilient_llm",
-    "processors.deepgram_tts",
-    "pipecat.services.openai.tts",
-    "processors.piper_tts",
-)
+# The module each stage's service comes from, per provider. `build_*` import them when a session
+# is built (importing Pipecat prints its banner, and `resolve_providers` runs before logging is
+# set up); start-up imports the chosen ones, so that they are loaded before it freezes its
+# objects (pipeline/heap.py) and the first caller does not wait for the import.
+SERVICE_MODULES = {
+    ("stt", "deepgram"): "processors.deepgram_stt",
+    ("stt", "openai"): "pipecat.services.openai.stt",
+    ("stt", "local"): "processors.moonshine_stt",
+    ("llm", "openai"): "processors.resilient_llm",
+    ("llm", "local"): "processors.resilient_llm",
+    ("tts", "deepgram"): "processors.deepgram_tts",
+    ("tts", "openai"): "pipecat.services.openai.tts",
+    ("tts", "local"): "processors.piper_tts",
+}
 
 
-def import_service_modules() -> None:
-    """Import every service's module now, at start-up, rather than when the first call comes."""
-    for name in SERVICE_MODULES:
-        importlib.import_module(name)
+def import_service_modules(providers: Providers) -> None:
+    """Import the chosen services' modules now, at start-up, rather than when the first call comes."""
+    for stage in ("stt", "llm", "tts"):
+        importlib.import_module(SERVICE_MODULES[stage, getattr(providers, stage)])
 
 
 def _secret(value) -> str:
