@@ -493,7 +493,10 @@ async def test_fairness_a_flood_from_one_address_leaves_another_callers_latency_
                     break
                 await asyncio.sleep(0.2)
         assert made >= 200, "the flood really happened"
-        assert during <= normal * 1.5, (normal, during)
+        # Measured from the question's last frame, trailing silence included, these are tens of
+        # milliseconds, where 1.5x is scheduling noise (it failed on the code before this bound, 2
+        # runs in 3): as fast as usual means within 1.5x or 0.1 s, whichever is larger.
+        assert during <= max(normal * 1.5, normal + 0.1), (normal, during)
         assert after <= rss_before + 40, (rss_before, after)
         assert "too many new sessions from your address" in server.log()
         assert server.unclean_lines() == []
