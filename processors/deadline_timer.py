@@ -26,12 +26,17 @@ class DeadlineTimerProcessor(FrameProcessor):
         self._clock = clock
         self._timer_task: asyncio.Task | None = None
         self._wake = asyncio.Event()
+        self._timer_allowed = False  # between the StartFrame and the end: the timer may run
 
     def on_start(self) -> None:
         """The session started; reset clocks."""
 
     def observe(self, frame: Frame, direction: FrameDirection) -> None:
         """Look at a frame passing through (either direction)."""
+
+    async def forward(self, frame: Frame, direction: FrameDirection) -> None:
+        """Pass on a frame other than the start and the end (a gate may hold or drop some)."""
+        await self.push_frame(frame, direction)
 
     def seconds_until_due(self) -> float:
         """Seconds until `on_due()` should run; `float('inf')` when the timer is off."""
@@ -42,22 +47,28 @@ class DeadlineTimerProcessor(FrameProcessor):
         raise NotImplementedError
 
     def reschedule(self) -> None:
-        """Something changed that may bring the deadline earlier: re-check it now."""
+        """Something changed that may bring the deadline earlier: re-check it now (starting the
+        timer if the session has started and it was off until now)."""
         self._wake.set()
+        if self._timer_allowed and self._timer_task is None:
+            self._timer_task = self.create_task(self._run_timer(), name=f"{self.name}::timer")
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame):
             await self.push_frame(frame, direction)
             self.on_start()
+            self._timer_allowed = True
             if self.seconds_until_due() != float("inf"):
-                self._timer_task = self.create_task(self._run_timer(), name=f"{self.name}::timer")
+                self.reschedule()
             return
         if isinstance(frame, EndFrame | CancelFrame):
+            self._timer_allowed = False
             await self._stop_timer()
-        else:
-            self.observe(frame, direction)
-        await self.push_frame(frame, direction)
+            await self.push_frame(frame, direction)
+            return
+        self.observe(frame, direction)
+        await self.forward(frame, direction)
 
     async def _run_timer(self) -> None:
         while True:
@@ -76,4 +87,5 @@ class DeadlineTimerProcessor(FrameProcessor):
 
     async def cleanup(self):
         await super().cleanup()
+        self._timer_allowed = False
         await self._stop_timer()

@@ -15,16 +15,17 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_stop.external_user_turn_stop_strategy import ExternalUserTurnStopStrategy
 
+from processors.deadline_timer import DeadlineTimerProcessor
 from processors.frames import PushToTalkFrame
 
 VAD_SIGNALS = (VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame, UserSpeakingFrame)
 
 
-class PushToTalkGate(FrameProcessor):
+class PushToTalkGate(DeadlineTimerProcessor):
     """Turns `PushToTalkFrame`s into the VAD and turn signals the rest of the pipeline knows.
 
     Until the first `PushToTalkFrame` it passes everything. From then on (push-to-talk mode):
@@ -43,7 +44,9 @@ class PushToTalkGate(FrameProcessor):
     The button takes effect in order with the audio: a press or release that arrives before
     the audio the client sent ahead of it (`PushToTalkFrame.after_audio_secs`; that audio is
     still with the VAD) waits for it, so the last words before a release are transcribed,
-    not muted and left out of the turn.
+    not muted and left out of the turn. It waits `MAX_WAIT_SECS` at most: audio that never
+    comes (dropped, or held back by a resampler when the client stops sending) cannot leave
+    the button up and the turn open.
 
     Example::
 
@@ -53,21 +56,38 @@ class PushToTalkGate(FrameProcessor):
     # Audio durations are summed in a different order on the two sides (frames may be re-cut).
     AUDIO_SECS_TOLERANCE = 0.001
     # Buttons held at most; past that the oldest takes effect at once (a client flooding `ptt`
-    # while its audio is still with the VAD, or audio the transport dropped, holds no memory).
+    # while its audio is still with the VAD holds no memory).
     MAX_WAITING_BUTTONS = 8
+    # The longest a button waits for its audio: the VAD's lag under load is tens of milliseconds.
+    MAX_WAIT_SECS = 0.5
 
     def __init__(self, **kwargs):
-        super().__init__(**{"enable_direct_mode": True, **kwargs})  # no queue hop per frame
+        super().__init__(**kwargs)
         self._ptt_mode = False
         self._held = False
         self._audio_secs = 0.0  # input audio that has passed the gate
-        self._waiting: deque[PushToTalkFrame] = deque()  # buttons waiting for the audio before them
+        # Buttons waiting for the audio before them, with when each arrived.
+        self._waiting: deque[tuple[PushToTalkFrame, float]] = deque()
 
-    async def process_frame(self, frame: Frame, direction: FrameDirection):
-        await super().process_frame(frame, direction)
+    def seconds_until_due(self) -> float:
+        if not self._waiting:
+            return float("inf")
+        return self._waiting[0][1] + self.MAX_WAIT_SECS - self._clock.now()
+
+    async def on_due(self) -> bool:
+        """The oldest button waited long enough for its audio: it takes effect now."""
+        button, _ = self._waiting.popleft()
+        logger.debug(f"{self}: applying a push-to-talk button without the audio sent before it")
+        await self._apply(button)
+        await self._apply_buttons_due()
+        return True
+
+    async def forward(self, frame: Frame, direction: FrameDirection) -> None:
         if isinstance(frame, PushToTalkFrame):
-            self._waiting.append(frame)
+            self._waiting.append((frame, self._clock.now()))
             await self._apply_buttons_due()
+            if self._waiting:
+                self.reschedule()
             return
         if self._ptt_mode and direction == FrameDirection.DOWNSTREAM and isinstance(frame, VAD_SIGNALS):
             return
@@ -79,12 +99,15 @@ class PushToTalkGate(FrameProcessor):
     async def _apply_buttons_due(self) -> None:
         """Apply, in order, the buttons whose preceding audio has passed."""
         while self._waiting and (
-            self._waiting[0].after_audio_secs <= self._audio_secs + self.AUDIO_SECS_TOLERANCE
+            self._waiting[0][0].after_audio_secs <= self._audio_secs + self.AUDIO_SECS_TOLERANCE
             or len(self._waiting) > self.MAX_WAITING_BUTTONS
         ):
-            button = self._waiting.popleft()
-            await self.push_frame(button)  # the stop strategy learns the mode from it
-            await self._on_button(button.active)
+            button, _ = self._waiting.popleft()
+            await self._apply(button)
+
+    async def _apply(self, button: PushToTalkFrame) -> None:
+        await self.push_frame(button)  # the stop strategy learns the mode from it
+        await self._on_button(button.active)
 
     async def _on_button(self, pressed: bool) -> None:
         if not self._ptt_mode:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pipecat.frames.frames import (
     InputAudioRawFrame,
+    LLMTextFrame,
     STTMuteFrame,
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
+from pipecat.pipeline.pipeline import Pipeline
 from pipecat.tests.utils import run_test
 
 from processors.frames import PushToTalkFrame
 from processors.push_to_talk import PushToTalkGate
+from tests.support.clock import AdvanceClockFrame, ClockDriver, ManualClock
 
 FRAME = bytes(640)  # 20 ms at 16 kHz
 
@@ -61,3 +64,25 @@ async def test_buttons_whose_audio_never_comes_are_held_a_bounded_while():
     applied = [frame for frame in down if isinstance(frame, PushToTalkFrame)]
     assert len(applied) == 40 - PushToTalkGate.MAX_WAITING_BUTTONS
     assert [frame.active for frame in applied] == [i % 2 == 0 for i in range(len(applied))]
+
+
+async def test_a_release_whose_audio_never_comes_takes_effect_after_a_bounded_wait():
+    """Audio the client announced but the gate never sees (dropped on the way, or the client
+    stopped sending) must not leave the button down and the turn open."""
+    clock = ManualClock()
+    sent = [
+        PushToTalkFrame(active=True, after_audio_secs=0.0),
+        audio(),
+        PushToTalkFrame(active=False, after_audio_secs=0.06),  # two of its three frames never come
+        AdvanceClockFrame(seconds=PushToTalkGate.MAX_WAIT_SECS * 0.8),
+        LLMTextFrame("still waiting"),
+        AdvanceClockFrame(seconds=PushToTalkGate.MAX_WAIT_SECS * 0.4),
+        LLMTextFrame("waited long enough"),
+    ]
+    pipeline = Pipeline([ClockDriver(clock), PushToTalkGate(clock=clock)])
+    down, _ = await run_test(pipeline, frames_to_send=sent, expected_down_frames=None)
+
+    kinds = [type(frame) for frame in down]
+    stop = kinds.index(VADUserStoppedSpeakingFrame)
+    assert [frame.text for frame in down[:stop] if isinstance(frame, LLMTextFrame)] == ["still waiting"]
+    assert [frame.mute for frame in down if isinstance(frame, STTMuteFrame)] == [False, True]
