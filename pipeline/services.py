@@ -69,26 +69,32 @@ def resolve_providers(settings: Settings) -> Providers:
     return Providers(stt=stt, llm=llm, tts=tts)
 
 
-# The module each stage's service comes from, per provider. `build_*` import them when a session
-# is built (importing Pipecat prints its banner, and `resolve_providers` runs before logging is
-# set up); start-up imports the chosen ones, so that they are loaded before it freezes its
-# objects (pipeline/heap.py) and the first caller does not wait for the import.
-SERVICE_MODULES = {
-    ("stt", "deepgram"): "processors.deepgram_stt",
-    ("stt", "openai"): "pipecat.services.openai.stt",
-    ("stt", "local"): "processors.moonshine_stt",
-    ("llm", "openai"): "processors.resilient_llm",
-    ("llm", "local"): "processors.resilient_llm",
-    ("tts", "deepgram"): "processors.deepgram_tts",
-    ("tts", "openai"): "pipecat.services.openai.tts",
-    ("tts", "local"): "processors.piper_tts",
+# Each stage's service class, per provider, as "module:Class". `service_class` imports it when a
+# session is built (importing Pipecat prints its banner, and `resolve_providers` runs before
+# logging is set up); start-up imports the chosen ones, so that they are loaded before it freezes
+# its objects (pipeline/heap.py) and the first caller does not wait for the import.
+SERVICE_CLASSES = {
+    ("stt", "deepgram"): "processors.deepgram_stt:ResilientDeepgramSTTService",
+    ("stt", "openai"): "pipecat.services.openai.stt:OpenAISTTService",
+    ("stt", "local"): "processors.moonshine_stt:MoonshineSTTService",
+    ("llm", "openai"): "processors.resilient_llm:ResilientOpenAILLMService",
+    ("llm", "local"): "processors.resilient_llm:ResilientOpenAILLMService",
+    ("tts", "deepgram"): "processors.deepgram_tts:SentenceFlushingDeepgramTTSService",
+    ("tts", "openai"): "pipecat.services.openai.tts:OpenAITTSService",
+    ("tts", "local"): "processors.piper_tts:SharedPiperTTSService",
 }
+
+
+def service_class(stage: str, provider: str) -> type:
+    """The class a stage's service is built from for this provider (imported on first use)."""
+    module, _, name = SERVICE_CLASSES[stage, provider].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def import_service_modules(providers: Providers) -> None:
     """Import the chosen services' modules now, at start-up, rather than when the first call comes."""
     for stage in ("stt", "llm", "tts"):
-        importlib.import_module(SERVICE_MODULES[stage, getattr(providers, stage)])
+        service_class(stage, getattr(providers, stage))
 
 
 def _secret(value) -> str:
@@ -96,74 +102,59 @@ def _secret(value) -> str:
 
 
 def build_stt(providers: Providers, settings: Settings, resources: SharedResources) -> STTService:
+    stt = service_class("stt", providers.stt)
     if providers.stt == "deepgram":
-        from processors.deepgram_stt import ResilientDeepgramSTTService
-
-        return ResilientDeepgramSTTService(
+        return stt(
             api_key=_secret(settings.deepgram_api_key),
             base_url=settings.deepgram_base_url,
-            settings=ResilientDeepgramSTTService.Settings(
-                model=settings.deepgram_stt_model, language=settings.language
-            ),
+            settings=stt.Settings(model=settings.deepgram_stt_model, language=settings.language),
         )
     if providers.stt == "openai":
-        from pipecat.services.openai.stt import OpenAISTTService
-
-        return OpenAISTTService(
+        return stt(
             api_key=_secret(settings.openai_api_key),
             base_url=settings.openai_base_url,
-            settings=OpenAISTTService.Settings(model=settings.openai_stt_model, language=settings.language),
+            settings=stt.Settings(model=settings.openai_stt_model, language=settings.language),
         )
-    from processors.moonshine_stt import MoonshineSTTService
-
-    return MoonshineSTTService(transcriber=resources.require_transcriber())
+    return stt(transcriber=resources.require_transcriber())
 
 
 def build_llm(providers: Providers, settings: Settings, resources: SharedResources) -> LLMService:
-    from processors.resilient_llm import ResilientOpenAILLMService as LLM
-
+    llm = service_class("llm", providers.llm)
     resilience = {"stall_secs": settings.llm_stall_secs, "apology": settings.bot_apology}
     if providers.llm == "local":
-        return LLM(
+        return llm(
             **resilience,
             api_key="local",
             base_url=resources.require_local_llm_url(),
-            settings=LLM.Settings(
+            settings=llm.Settings(
                 model="local",
                 system_instruction=settings.bot_system_prompt,
                 max_tokens=settings.local_llm_max_tokens,
                 temperature=0.2,
             ),
         )
-    return LLM(
+    return llm(
         **resilience,
         api_key=_secret(settings.openai_api_key) or "none",
         base_url=settings.openai_base_url,
-        settings=LLM.Settings(model=settings.openai_model, system_instruction=settings.bot_system_prompt),
+        settings=llm.Settings(model=settings.openai_model, system_instruction=settings.bot_system_prompt),
     )
 
 
 def build_tts(providers: Providers, settings: Settings, resources: SharedResources) -> TTSService:
+    tts = service_class("tts", providers.tts)
     if providers.tts == "deepgram":
-        from processors.deepgram_tts import SentenceFlushingDeepgramTTSService
-
-        return SentenceFlushingDeepgramTTSService(
+        return tts(
             api_key=_secret(settings.deepgram_api_key),
             base_url=settings.deepgram_base_url or "wss://api.deepgram.com",
-            settings=SentenceFlushingDeepgramTTSService.Settings(voice=settings.deepgram_tts_voice),
+            settings=tts.Settings(voice=settings.deepgram_tts_voice),
         )
     if providers.tts == "openai":
-        from pipecat.services.openai.tts import OpenAITTSService
-
         # OpenAI speech is 24 kHz PCM only; Pipecat resamples it to the transport's rate.
-        return OpenAITTSService(
+        return tts(
             api_key=_secret(settings.openai_api_key),
             base_url=settings.openai_base_url,
             sample_rate=24000,
-            settings=OpenAITTSService.Settings(
-                voice=settings.openai_tts_voice, model=settings.openai_tts_model
-            ),
+            settings=tts.Settings(voice=settings.openai_tts_voice, model=settings.openai_tts_model),
         )
-    from processors.piper_tts import SharedPiperTTSService
-
-    return SharedPiperTTSService(voice=resources.require_piper_voice())
+    return tts(voice=resources.require_piper_voice())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.services import resolve_providers
+from pipeline.services import SERVICE_CLASSES, resolve_providers, service_class
 from pipeline.settings import load_settings
 
 
@@ -31,3 +31,14 @@ def test_auto_resolution(clean_env, env, expected):
     providers = resolve_providers(load_settings())
     assert (providers.stt, providers.llm, providers.tts) == expected
     assert providers.needs_offline_stack == ("local" in expected)
+
+
+@pytest.mark.parametrize("stage, provider", sorted(SERVICE_CLASSES))
+def test_every_provider_names_a_service_of_its_stage(stage, provider):
+    """A misspelt entry would only fail when a caller first reaches that provider."""
+    from pipecat.services.llm_service import LLMService
+    from pipecat.services.stt_service import STTService
+    from pipecat.services.tts_service import TTSService
+
+    base = {"stt": STTService, "llm": LLMService, "tts": TTSService}[stage]
+    assert issubclass(service_class(stage, provider), base)
