@@ -7,7 +7,7 @@ stack otherwise, so a fresh checkout with no keys still works end to end.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pipeline.providers import Providers
 from pipeline.settings import Settings
@@ -18,16 +18,6 @@ if TYPE_CHECKING:  # importing Pipecat prints its banner: `resolve_providers` ru
     from pipecat.services.tts_service import TTSService
 
     from pipeline.resources import SharedResources
-
-# What to check when a stage's service stops working, by (stage, provider).
-_SETTINGS_TO_CHECK = {
-    ("stt", "deepgram"): "DEEPGRAM_API_KEY (and DEEPGRAM_BASE_URL)",
-    ("tts", "deepgram"): "DEEPGRAM_API_KEY (and DEEPGRAM_BASE_URL)",
-    ("stt", "openai"): "OPENAI_API_KEY (and OPENAI_BASE_URL)",
-    ("llm", "openai"): "OPENAI_API_KEY, OPENAI_BASE_URL and OPENAI_MODEL",
-    ("tts", "openai"): "OPENAI_API_KEY (and OPENAI_BASE_URL)",
-    ("llm", "local"): "VOICEBOT_LOCAL_LLM_MODEL, or the local LLM server's log",
-}
 
 
 def describe_failed_service(service: object, providers: Providers) -> str:
@@ -47,7 +37,8 @@ def describe_failed_service(service: object, providers: Providers) -> str:
     if stage is None:
         return f"{service}"
     provider = getattr(providers, stage)
-    hint = _SETTINGS_TO_CHECK.get((stage, provider))
+    entry = SERVICES.get((stage, provider))
+    hint = entry.settings_to_check if entry else None
     label = f"{provider} {stage.upper()} ({service})"
     return f"{label}; check {hint}" if hint else label
 
@@ -69,25 +60,39 @@ def resolve_providers(settings: Settings) -> Providers:
     return Providers(stt=stt, llm=llm, tts=tts)
 
 
-# Each stage's service class, per provider, as "module:Class". `service_class` imports it when a
-# session is built (importing Pipecat prints its banner, and `resolve_providers` runs before
-# logging is set up); start-up imports the chosen ones, so that they are loaded before it freezes
-# its objects (pipeline/heap.py) and the first caller does not wait for the import.
-SERVICE_CLASSES = {
-    ("stt", "deepgram"): "processors.deepgram_stt:ResilientDeepgramSTTService",
-    ("stt", "openai"): "pipecat.services.openai.stt:OpenAISTTService",
-    ("stt", "local"): "processors.moonshine_stt:MoonshineSTTService",
-    ("llm", "openai"): "processors.resilient_llm:ResilientOpenAILLMService",
-    ("llm", "local"): "processors.resilient_llm:ResilientOpenAILLMService",
-    ("tts", "deepgram"): "processors.deepgram_tts:SentenceFlushingDeepgramTTSService",
-    ("tts", "openai"): "pipecat.services.openai.tts:OpenAITTSService",
-    ("tts", "local"): "processors.piper_tts:SharedPiperTTSService",
+class ServiceEntry(NamedTuple):
+    """Where a stage's service class lives ("module:Class"), and what to check when it fails."""
+
+    path: str
+    settings_to_check: str | None = None
+
+
+_DEEPGRAM = "DEEPGRAM_API_KEY (and DEEPGRAM_BASE_URL)"
+_OPENAI = "OPENAI_API_KEY (and OPENAI_BASE_URL)"
+_OPENAI_LLM = "OPENAI_API_KEY, OPENAI_BASE_URL and OPENAI_MODEL"
+_LLM = "processors.resilient_llm:ResilientOpenAILLMService"
+
+# Each stage's service, per provider. `service_class` imports it when a session is built
+# (importing Pipecat prints its banner, and `resolve_providers` runs before logging is set up);
+# start-up imports the chosen ones, so that they are loaded before it freezes its objects
+# (pipeline/heap.py) and the first caller does not wait for the import.
+SERVICES = {
+    ("stt", "deepgram"): ServiceEntry("processors.deepgram_stt:ResilientDeepgramSTTService", _DEEPGRAM),
+    ("stt", "openai"): ServiceEntry("pipecat.services.openai.stt:OpenAISTTService", _OPENAI),
+    ("stt", "local"): ServiceEntry("processors.moonshine_stt:MoonshineSTTService"),
+    ("llm", "openai"): ServiceEntry(_LLM, _OPENAI_LLM),
+    ("llm", "local"): ServiceEntry(_LLM, "VOICEBOT_LOCAL_LLM_MODEL, or the local LLM server's log"),
+    ("tts", "deepgram"): ServiceEntry(
+        "processors.deepgram_tts:SentenceFlushingDeepgramTTSService", _DEEPGRAM
+    ),
+    ("tts", "openai"): ServiceEntry("pipecat.services.openai.tts:OpenAITTSService", _OPENAI),
+    ("tts", "local"): ServiceEntry("processors.piper_tts:SharedPiperTTSService"),
 }
 
 
 def service_class(stage: str, provider: str) -> type:
     """The class a stage's service is built from for this provider (imported on first use)."""
-    module, _, name = SERVICE_CLASSES[stage, provider].partition(":")
+    module, _, name = SERVICES[stage, provider].path.partition(":")
     return getattr(importlib.import_module(module), name)
 
 

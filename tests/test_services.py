@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.services import SERVICE_CLASSES, resolve_providers, service_class
+from pipeline.services import SERVICES, describe_failed_service, resolve_providers, service_class
 from pipeline.settings import load_settings
 
 
@@ -33,7 +33,7 @@ def test_auto_resolution(clean_env, env, expected):
     assert providers.needs_offline_stack == ("local" in expected)
 
 
-@pytest.mark.parametrize("stage, provider", sorted(SERVICE_CLASSES))
+@pytest.mark.parametrize("stage, provider", sorted(SERVICES))
 def test_every_provider_names_a_service_of_its_stage(stage, provider):
     """A misspelt entry would only fail when a caller first reaches that provider."""
     from pipecat.services.llm_service import LLMService
@@ -42,3 +42,14 @@ def test_every_provider_names_a_service_of_its_stage(stage, provider):
 
     base = {"stt": STTService, "llm": LLMService, "tts": TTSService}[stage]
     assert issubclass(service_class(stage, provider), base)
+
+
+def test_a_failed_service_is_named_with_the_settings_to_check(clean_env):
+    from pipeline.providers import Providers
+
+    providers = Providers(stt="deepgram", llm="local", tts="local")
+    stt = service_class("stt", "deepgram")(api_key="key")
+    described = describe_failed_service(stt, providers)
+    assert described.startswith("deepgram STT (") and described.endswith(
+        "check DEEPGRAM_API_KEY (and DEEPGRAM_BASE_URL)"
+    )
