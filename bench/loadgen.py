@@ -15,6 +15,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pipecat.frames.protobufs.frames_pb2 as frame_protos
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -38,6 +39,12 @@ def speech_frames(pcm16: bytes) -> list[bytes]:
 
 
 SILENCE_FRAME_PCM = bytes(FRAME_BYTES)
+# A line's hiss at -60 dBFS (white noise), for callers who are not digitally silent between turns.
+LINE_NOISE_FRAME_PCM = (
+    np.random.default_rng(3).normal(0, 33, FRAME_BYTES // 2).round().astype(np.int16).tobytes()
+)
+# What every caller sends between utterances (bench.run --line-noise picks the hiss).
+pause_frame_pcm = SILENCE_FRAME_PCM
 
 
 def audio_frame(pcm16: bytes) -> bytes:
@@ -166,7 +173,7 @@ async def run_clients(
 ) -> list[Client]:
     """`clients` concurrent talkers for `seconds`, connecting 4 per second at random phases."""
     speech = speech_frames(speech_pcm16)
-    silence = audio_frame(SILENCE_FRAME_PCM)
+    silence = audio_frame(pause_frame_pcm)
     until = time.monotonic() + seconds
     talkers = [Client(url, speech, silence, pause_secs) for _ in range(clients)]
     rng = random.Random(1)

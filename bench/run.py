@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from bench import loadgen
 from bench.delays import PROFILES
 from bench.fakes_process import running_fakes
 from bench.loadgen import Client, Utterance, run_clients
@@ -599,6 +600,11 @@ def main() -> None:
     parser.add_argument("--kinds", default="baseline,ours", help="which servers to measure")
     parser.add_argument("--quick", action="store_true", help="zero-delay capacity only")
     parser.add_argument("--offline", action="store_true", help="the offline stack only (= --modes offline)")
+    parser.add_argument(
+        "--line-noise",
+        action="store_true",
+        help="callers send -60 dBFS hiss between turns, not digital silence",
+    )
     parser.add_argument("--offline-sessions", type=int, default=2, help="offline: sessions one after another")
     parser.add_argument("--offline-turns", type=int, default=6, help="offline: turns per session")
     parser.add_argument("--offline-sweep", default="", help="offline: capacity session counts ('' skips)")
@@ -608,11 +614,14 @@ def main() -> None:
         modes = ["zero"]
 
     speech = speech_pcm16(UTTERANCE, pad_secs=0.0)  # the clock starts at the last speech frame
+    if args.line_noise:
+        loadgen.pause_frame_pcm = loadgen.LINE_NOISE_FRAME_PCM
     report: dict = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench.run", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)},
         "utterance_secs": len(speech) / 32000,
+        "pauses": "line noise (-60 dBFS)" if args.line_noise else "digital silence",
     }
     runners = {"zero": zero_delay_mode, "realistic": realistic_mode, "offline": offline_mode}
     for mode in modes:
