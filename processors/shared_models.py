@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime
 from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+from pipecat.audio.utils import exp_smoothing
 from pipecat.audio.vad.silero import (
     _MODEL_RESET_INTERVAL_SECS,
     _MODEL_RESET_LOW_CONFIDENCE_WINDOWS,
@@ -29,7 +30,7 @@ from pipecat.audio.vad.silero import (
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 from pipecat.utils.env import env_truthy
 
-from processors.silero_batcher import WINDOW_SAMPLES, SileroBatcher, SileroStream
+from processors.silero_batcher import WINDOW_SAMPLES, SileroBatcher, SileroStream, states_after_silence
 from processors.vad_volume import RollingVolumeTracker
 
 
@@ -102,12 +103,26 @@ class SharedSileroVADAnalyzer(VADAnalyzer):
     state machine's `AudioVolumeTracker` (its private `_volume_tracker`): the same value, at
     half the CPU of re-filtering 400 ms of audio for every window.
 
+    Silence is not sent to the model. While the state machine is quiet, a window whose volume is
+    under the gate (`VADParams.min_volume`) cannot count as speech whatever Silero scores it; if
+    the last 400 ms also measured below BS.1770's absolute gate (-70 LUFS: digital silence, a
+    muted or noise-suppressed microphone), the window is not scored. The first window with sound
+    finds the model as a fresh one is after that much silence (`SileroStream.resume_after_silence`;
+    Silero's periodic reset restarts it in silence anyway). The state machine reads the volumes it
+    would have measured (`_get_smoothed_volume` returns them). Speech starts and stops where
+    Pipecat's VAD finds it, give or take two frames, which is less than Pipecat's own spread on
+    the same audio heard a second later (tests/test_shared_models.py). It saved a fifth of the
+    server's CPU in the benchmark, whose callers are digitally silent between turns (bench/README.md).
+    `skip_silence=False` scores every window, with Pipecat's confidences to 1e-5.
+
     Example::
 
         vad = SharedSileroVADAnalyzer(params=VADParams(stop_secs=0.2))
     """
 
-    def __init__(self, *, sample_rate: int | None = None, params: VADParams | None = None):
+    def __init__(
+        self, *, sample_rate: int | None = None, params: VADParams | None = None, skip_silence: bool = True
+    ):
         super().__init__(sample_rate=sample_rate, params=params)
         self._stream: SileroStream | None = None
         self._partial = b""  # the start of the next window (the state machine holds it too)
@@ -115,6 +130,10 @@ class SharedSileroVADAnalyzer(VADAnalyzer):
         self._state = VADState.QUIET  # the state machine's state, as it last reported it
         self._windows_since_reset = 0
         self._low_confidence_windows = 0
+        self._volumes: deque[float] = deque()  # the state machine's volume for those windows
+        self._skip_silence = skip_silence
+        self._unscored_windows = 0  # silent windows since the last one scored
+        self._last_unscored = b""
 
     def set_sample_rate(self, sample_rate: int) -> None:
         super().set_sample_rate(sample_rate)
@@ -146,13 +165,42 @@ class SharedSileroVADAnalyzer(VADAnalyzer):
             piece, buffer = buffer[:cut], buffer[cut:]
             pending = self._partial + piece
             if len(pending) >= window_bytes:
-                window = np.frombuffer(pending[:window_bytes], np.int16).astype(np.float32) / 32768.0
-                batcher = SileroBatcher.for_running_loop(vad_model_session())
-                self._scores.append(await batcher.score(self._stream, window))
+                await self._score_window(pending[:window_bytes])
                 pending = pending[window_bytes:]
             self._partial = pending
             self._state = self._run_analyzer(piece)  # private: see the class docstring
         return self._state
+
+    async def _score_window(self, audio: bytes) -> None:
+        """Score one window, unless the caller is quiet and has been silent for the last 400 ms."""
+        volume = self._next_smoothed_volume(audio)
+        self._volumes.append(volume)
+        if (
+            self._skip_silence
+            and self._state == VADState.QUIET
+            and volume < self._params.min_volume  # the state machine will not count it as speech
+            and self._volume_tracker.silent
+        ):
+            self._scores.append(0.0)
+            self._unscored_windows += 1
+            self._last_unscored = audio
+            return
+        if self._unscored_windows:
+            last = np.frombuffer(self._last_unscored, np.int16).astype(np.float32) / 32768.0
+            self._stream.resume_after_silence(vad_model_session(), self._unscored_windows, last)
+            self._unscored_windows = 0
+        window = np.frombuffer(audio, np.int16).astype(np.float32) / 32768.0
+        batcher = SileroBatcher.for_running_loop(vad_model_session())
+        self._scores.append(await batcher.score(self._stream, window))
+
+    def _next_smoothed_volume(self, audio: bytes) -> float:
+        """The volume the state machine will read for this window, as its `_get_smoothed_volume`
+        computes it (the windows are measured in order, each after the one before has been read)."""
+        self._volume_tracker.update(audio, self.sample_rate)
+        return exp_smoothing(self._volume_tracker.volume, self._prev_volume, self._smoothing_factor)
+
+    def _get_smoothed_volume(self, audio: bytes) -> float:
+        return self._volumes.popleft()
 
     def voice_confidence(self, buffer: bytes) -> float:
         """The score `analyze_audio` got for this window from the batch."""
@@ -213,6 +261,7 @@ class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
 
 def preload() -> None:
     """Open the sessions at start-up, not on the first call."""
-    vad_model_session()
+    for sample_rate in WINDOW_SAMPLES:  # the model after silence, for calls that were silent
+        states_after_silence(vad_model_session(), sample_rate)
     smart_turn_session(1)
     smart_turn_session(smart_turn_threads())

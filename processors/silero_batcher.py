@@ -40,6 +40,38 @@ class SileroStream:
         self.state = np.zeros(STATE_SHAPE, dtype=np.float32)
         self.context = np.zeros(CONTEXT_SAMPLES[self.sample_rate], dtype=np.float32)
 
+    def resume_after_silence(
+        self, session: onnxruntime.InferenceSession, windows: int, last: np.ndarray
+    ) -> None:
+        """Take up the stream after `windows` unscored windows of silence, the last of them `last`.
+
+        The model is left as a fresh one is after that much digital silence (at most a model-reset
+        interval of it: Silero's periodic reset restarts it during silence), with the last window's
+        tail as context.
+        """
+        self.state = states_after_silence(session, self.sample_rate)[min(windows, SILENCE_STATES - 1)]
+        self.context = last[-CONTEXT_SAMPLES[self.sample_rate] :].copy()
+
+
+# Windows of silence whose model states are kept: Silero's model-reset interval (2 s) of them.
+SILENCE_STATES = 64
+
+
+@functools.cache
+def states_after_silence(session: onnxruntime.InferenceSession, sample_rate: int) -> tuple[np.ndarray, ...]:
+    """The model's state after 0, 1, 2, ... windows of digital silence from a fresh start (once per
+    process and rate: 64 tiny inferences, about 5 ms)."""
+    stream = SileroStream(sample_rate)
+    states = [stream.state]
+    silence = np.zeros(CONTEXT_SAMPLES[sample_rate] + WINDOW_SAMPLES[sample_rate], dtype=np.float32)
+    for _ in range(SILENCE_STATES - 1):
+        _, state = session.run(
+            None,
+            {"input": silence[None, :], "state": states[-1], "sr": np.array(sample_rate, dtype=np.int64)},
+        )
+        states.append(state)
+    return tuple(states)
+
 
 _Queued = tuple[SileroStream, np.ndarray, asyncio.Future]
 # What a batch leaves for each of its windows: confidence, recurrent state, context.

@@ -100,6 +100,10 @@ MEMBERS = [
     # ... and swaps the state machine's volume tracker for a RollingVolumeTracker (same volume,
     # half the CPU): no public member measures the volume.
     Member(VAD, "_volume_tracker", INSTANCE_ATTR, SHARED_MODELS),
+    # ... and, to leave silence unscored, measures each window's smoothed volume before the state
+    # machine reads it (which `_get_smoothed_volume`, overridden, then returns).
+    Member(VAD, "_prev_volume", INSTANCE_ATTR, SHARED_MODELS),
+    Member(VAD, "_smoothing_factor", INSTANCE_ATTR, SHARED_MODELS),
     # SharedSmartTurnAnalyzer skips LocalSmartTurnAnalyzerV3.__init__ (it always opens a session of
     # its own), sets _log_data, and replaces the session and the executor with shared ones.
     Member(SMART_TURN, "_log_data", INSTANCE_ATTR, SHARED_MODELS),
@@ -223,7 +227,18 @@ NEW_WORKER = "Process(self.config, self.sockets)"
 CALLED_BY_PIPECAT = [
     Call(VAD, "_run_analyzer", "self.voice_confidence(", SHARED_MODELS),
     Call(VAD, "set_params", "self._vad_state: VADState = VADState.QUIET", SHARED_MODELS),
-    Call(VAD, "_run_analyzer", "self._get_smoothed_volume(audio_frames)", SHARED_MODELS),
+    Call(
+        VAD,
+        "_run_analyzer",
+        "self._get_smoothed_volume(audio_frames) ... self._prev_volume = volume",
+        SHARED_MODELS,
+    ),
+    Call(
+        VAD,
+        "_get_smoothed_volume",
+        "exp_smoothing(self._volume_tracker.volume, self._prev_volume, self._smoothing_factor)",
+        SHARED_MODELS,
+    ),
     Call(
         VAD,
         "_get_smoothed_volume",

@@ -21,7 +21,7 @@ from processors.shared_models import (
 )
 from processors.silero_batcher import SileroBatcher, SileroStream
 from processors.vad_volume import RollingVolumeTracker
-from tests.support.speech import levels_pcm16, silence_pcm16, speech_pcm16
+from tests.support.speech import levels_pcm16, noise_pcm16, silence_pcm16, speech_pcm16
 
 FRAME_SECS = 0.02  # transports deliver 20 ms frames
 
@@ -70,8 +70,8 @@ class Ours(SharedSileroVADAnalyzer):
         return volume
 
 
-def new(cls, sample_rate: int = 16000):
-    analyzer = cls(params=VADParams(stop_secs=0.2))
+def new(cls, sample_rate: int = 16000, **kwargs):
+    analyzer = cls(params=VADParams(stop_secs=0.2), **kwargs)
     analyzer.set_sample_rate(sample_rate)
     return analyzer
 
@@ -99,8 +99,73 @@ def conversation(sample_rate: int = 16000) -> bytes:
     )
 
 
+def speech_turns(states: list[VADState]) -> list[tuple[int, VADState]]:
+    """(frame index, state) where the VAD starts or stops hearing speech."""
+    turns, last = [], VADState.QUIET
+    for i, state in enumerate(states):
+        if state in (VADState.SPEAKING, VADState.QUIET) and state != last:
+            turns.append((i, state))
+            last = state
+    return turns
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 8000])
+@pytest.mark.parametrize("audio", [question, conversation, levels_pcm16])
+async def test_silence_goes_unscored_and_speech_is_found_where_pipecats_vad_finds_it(audio, sample_rate):
+    """Windows of digital silence while the caller is quiet are not sent to Silero. Every start and
+    stop of speech stays where Pipecat's VAD puts it, give or take two frames: less than Pipecat's
+    own spread when the same audio merely comes a second later (its model then heard more silence)."""
+    pcm16 = audio(sample_rate)
+    theirs = speech_turns(await run_alone(new(PipecatReference, sample_rate), pcm16, sample_rate))
+    batcher = SileroBatcher.for_running_loop(vad_model_session())
+    scored_before = batcher.windows
+    call = new(Ours, sample_rate)
+    ours = speech_turns(await run_alone(call, pcm16, sample_rate))
+
+    assert len(ours) == len(theirs) >= 2
+    for (our_frame, our_state), (their_frame, their_state) in zip(ours, theirs, strict=True):
+        assert our_state == their_state and abs(our_frame - their_frame) <= 2
+    assert batcher.windows - scored_before < 0.8 * len(
+        call.volumes
+    )  # a fifth or more of the windows were silence
+
+
+async def test_faint_noise_is_scored_like_any_sound():
+    """Only audio under BS.1770's absolute gate (-70 LUFS over 400 ms) counts as silence: a line
+    with faint hiss (-61 dBFS) is scored window for window, as Pipecat scores it."""
+    hiss = noise_pcm16(1.0, 16000, 30)
+    pcm16 = hiss + speech_pcm16("What is the capital of France?", pad_secs=0.0) + hiss
+    batcher = SileroBatcher.for_running_loop(vad_model_session())
+    scored_before = batcher.windows
+    call = new(Ours)
+    ours = await run_alone(call, pcm16)
+    assert batcher.windows - scored_before == len(call.volumes)
+    assert ours == await run_alone(new(PipecatReference), pcm16)
+
+
+async def test_a_stream_taken_up_after_silence_scores_as_one_that_heard_the_silence():
+    """Unscored silence leaves the model as scoring it would have; a fresh model would hear the
+    next words differently."""
+    session = vad_model_session()
+    batcher = SileroBatcher.for_running_loop(session)
+    silence = np.zeros(512, dtype=np.float32)
+    pcm = np.frombuffer(speech_pcm16("Hello there, how are you today?", pad_secs=0.0), np.int16)
+    windows = [pcm[i : i + 512].astype(np.float32) / 32768.0 for i in range(0, 512 * 30, 512)]
+    heard, taken_up, fresh = SileroStream(16000), SileroStream(16000), SileroStream(16000)
+    for _ in range(20):
+        await batcher.score(heard, silence)
+    taken_up.resume_after_silence(session, 20, silence)
+
+    fresh_errors = []
+    for window in windows:
+        expected = await batcher.score(heard, window)
+        assert await batcher.score(taken_up, window) == pytest.approx(expected, abs=1e-5)
+        fresh_errors.append(abs(await batcher.score(fresh, window) - expected))
+    assert max(fresh_errors) > 1e-3
+
+
 async def test_shared_vad_decides_exactly_like_pipecats():
-    reference, call = new(PipecatReference), new(Ours)
+    reference, call = new(PipecatReference), new(Ours, skip_silence=False)
     theirs = await run_alone(reference, question())
     ours = await run_alone(call, question())
     assert ours == theirs
@@ -113,7 +178,7 @@ async def test_volume_gate_measures_and_decides_like_pipecats(sample_rate):
     """Speech loud, quiet and around the gate, between silence and noise: every window's volume
     is Pipecat's, and so is every state, including where the volume alone kept speech out."""
     audio = levels_pcm16(sample_rate)
-    reference, call = new(PipecatReference, sample_rate), new(Ours, sample_rate)
+    reference, call = new(PipecatReference, sample_rate), new(Ours, sample_rate, skip_silence=False)
     theirs = await run_alone(reference, audio, sample_rate)
     ours = await run_alone(call, audio, sample_rate)
 
@@ -141,7 +206,7 @@ async def test_two_interleaved_calls_each_get_pipecats_confidences(sample_rate):
         await run_alone(ref, audio, sample_rate) for ref, audio in zip(references, audios, strict=True)
     ]
 
-    calls = [new(Ours, sample_rate) for _ in audios]
+    calls = [new(Ours, sample_rate, skip_silence=False) for _ in audios]
     states: list[list[VADState]] = [[] for _ in calls]
     batcher = SileroBatcher.for_running_loop(vad_model_session())
     runs, windows = batcher.runs, batcher.windows
@@ -165,7 +230,7 @@ async def test_concurrent_calls_share_one_inference_but_keep_their_own_state():
         silence_pcm16(len(question()) / 32000),
     ]
     audios = [a[: min(map(len, audios))] for a in audios]
-    analyzers = [new(Ours) for _ in audios]
+    analyzers = [new(Ours, skip_silence=False) for _ in audios]
     batcher = SileroBatcher.for_running_loop(vad_model_session())
     runs, windows = batcher.runs, batcher.windows
 
