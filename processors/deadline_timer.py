@@ -50,7 +50,7 @@ class DeadlineTimerProcessor(FrameProcessor):
         """Something changed that may bring the deadline earlier: re-check it now (starting the
         timer if the session has started and it was off until now)."""
         self._wake.set()
-        if self._timer_allowed and self._timer_task is None:
+        if self._timer_allowed and self._timer_task is None and self.seconds_until_due() != float("inf"):
             self._timer_task = self.create_task(self._run_timer(), name=f"{self.name}::timer")
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
@@ -59,8 +59,7 @@ class DeadlineTimerProcessor(FrameProcessor):
             await self.push_frame(frame, direction)
             self.on_start()
             self._timer_allowed = True
-            if self.seconds_until_due() != float("inf"):
-                self.reschedule()
+            self.reschedule()
             return
         if isinstance(frame, EndFrame | CancelFrame):
             self._timer_allowed = False
