@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 
 from loguru import logger
@@ -68,6 +69,8 @@ class PushToTalkGate(DeadlineTimerProcessor):
         self._audio_secs = 0.0  # input audio that has passed the gate
         # Buttons waiting for the audio before them, with when each arrived.
         self._waiting: deque[tuple[PushToTalkFrame, float]] = deque()
+        # The timer's task and the input's both apply buttons: one at a time, in order.
+        self._applying = asyncio.Lock()
 
     def seconds_until_due(self) -> float:
         if not self._waiting:
@@ -76,9 +79,11 @@ class PushToTalkGate(DeadlineTimerProcessor):
 
     async def on_due(self) -> bool:
         """The oldest button waited long enough for its audio: it takes effect now."""
-        button, _ = self._waiting.popleft()
-        logger.debug(f"{self}: applying a push-to-talk button without the audio sent before it")
-        await self._apply(button)
+        async with self._applying:
+            if self._waiting and self.seconds_until_due() <= 0:
+                button, _ = self._waiting.popleft()
+                logger.debug(f"{self}: applying a push-to-talk button without the audio sent before it")
+                await self._apply(button)
         await self._apply_buttons_due()
         return True
 
@@ -98,12 +103,15 @@ class PushToTalkGate(DeadlineTimerProcessor):
 
     async def _apply_buttons_due(self) -> None:
         """Apply, in order, the buttons whose preceding audio has passed."""
-        while self._waiting and (
-            self._waiting[0][0].after_audio_secs <= self._audio_secs + self.AUDIO_SECS_TOLERANCE
-            or len(self._waiting) > self.MAX_WAITING_BUTTONS
-        ):
-            button, _ = self._waiting.popleft()
-            await self._apply(button)
+        if not self._waiting:
+            return
+        async with self._applying:
+            while self._waiting and (
+                self._waiting[0][0].after_audio_secs <= self._audio_secs + self.AUDIO_SECS_TOLERANCE
+                or len(self._waiting) > self.MAX_WAITING_BUTTONS
+            ):
+                button, _ = self._waiting.popleft()
+                await self._apply(button)
 
     async def _apply(self, button: PushToTalkFrame) -> None:
         await self.push_frame(button)  # the stop strategy learns the mode from it
