@@ -88,8 +88,8 @@ def smart_turn_executor() -> ThreadPoolExecutor:
 class SharedSileroVADAnalyzer(VADAnalyzer):
     """Pipecat's Silero VAD on the process's Silero session, each call's windows scored in batches.
 
-    Decides exactly as `SileroVADAnalyzer` does: the same model, windows and model resets, and
-    Pipecat's own state machine (`VADAnalyzer`) on top. Instead of one ONNX session per call,
+    Scores as `SileroVADAnalyzer` does: the same model, windows and model resets, and Pipecat's
+    own state machine (`VADAnalyzer`) on top (silence aside, below). Instead of one ONNX session per call,
     every call's windows are scored by the process's `SileroBatcher`, together with the other
     calls' windows of the same event-loop turn; each call keeps its recurrent state in a
     `SileroStream` of its own.
@@ -103,16 +103,17 @@ class SharedSileroVADAnalyzer(VADAnalyzer):
     state machine's `AudioVolumeTracker` (its private `_volume_tracker`): the same value, at
     half the CPU of re-filtering 400 ms of audio for every window.
 
-    Silence is not sent to the model. While the state machine is quiet, a window whose volume is
-    under the gate (`VADParams.min_volume`) cannot count as speech whatever Silero scores it; if
-    the last 400 ms also measured below BS.1770's absolute gate (-70 LUFS: digital silence, a
-    muted or noise-suppressed microphone), the window is not scored. The first window with sound
-    finds the model as a fresh one is after that much silence (`SileroStream.resume_after_silence`;
-    Silero's periodic reset restarts it in silence anyway). The state machine reads the volumes it
-    would have measured (`_get_smoothed_volume` returns them). Speech starts and stops where
-    Pipecat's VAD finds it, give or take two frames, which is less than Pipecat's own spread on
-    the same audio heard a second later (tests/test_shared_models.py). It saved a fifth of the
-    server's CPU in the benchmark, whose callers are digitally silent between turns (bench/README.md).
+    Digital silence is not sent to the model. While the state machine is quiet, a window whose
+    volume is under the gate (`VADParams.min_volume`) cannot count as speech whatever Silero
+    scores it; if the window is also all zeros (a muted microphone, a phone line's digital
+    silence), it is not scored. The model is then taken up where scoring the zeros would have
+    left it (`SileroStream.resume_after_silence`): exactly, when the model was fresh as the
+    silence began or was reset during it (Silero's periodic reset falls in any pause over 2 s),
+    and as a fresh model after that much silence otherwise. The state machine reads the
+    volumes it would have measured (`_get_smoothed_volume` returns them). Confidences after a
+    long pause are Pipecat's exactly, and speech starts and stops where Pipecat's VAD finds it
+    give or take two frames after a short one, less than Pipecat's own spread on the same audio
+    heard a second later (tests/test_shared_models.py).
     `skip_silence=False` scores every window, with Pipecat's confidences to 1e-5.
 
     Example::
@@ -132,12 +133,13 @@ class SharedSileroVADAnalyzer(VADAnalyzer):
         self._low_confidence_windows = 0
         self._volumes: deque[float] = deque()  # the state machine's volume for those windows
         self._skip_silence = skip_silence
-        self._unscored_windows = 0  # silent windows since the last one scored
+        self._unscored_windows = 0  # silent windows since the last one scored, or the model's reset
         self._last_unscored = b""
 
     def set_sample_rate(self, sample_rate: int) -> None:
         super().set_sample_rate(sample_rate)
         self._stream = SileroStream(self.sample_rate)  # raises on a rate Silero does not take
+        self._unscored_windows = 0
         tracker = self._volume_tracker
         if not isinstance(tracker, RollingVolumeTracker) or tracker.sample_rate != self.sample_rate:
             # Pipecat's tracker keeps its window unless the rate changes; so does this.
@@ -174,13 +176,13 @@ class SharedSileroVADAnalyzer(VADAnalyzer):
     async def _score_window(self, audio: bytes) -> None:
         """Score one window, unless the caller is quiet and has been silent for the last 400 ms."""
         volume = self._next_smoothed_volume(audio)
-        self._volumes.append(volume)
         if (
             self._skip_silence
             and self._state == VADState.QUIET
             and volume < self._params.min_volume  # the state machine will not count it as speech
-            and self._volume_tracker.silent
+            and audio.count(0) == len(audio)  # digital silence
         ):
+            self._volumes.append(volume)
             self._scores.append(0.0)
             self._unscored_windows += 1
             self._last_unscored = audio
@@ -191,7 +193,10 @@ class SharedSileroVADAnalyzer(VADAnalyzer):
             self._unscored_windows = 0
         window = np.frombuffer(audio, np.int16).astype(np.float32) / 32768.0
         batcher = SileroBatcher.for_running_loop(vad_model_session())
-        self._scores.append(await batcher.score(self._stream, window))
+        confidence = await batcher.score(self._stream, window)
+        # Both together, after the wait: a cancelled wait leaves the state machine no half window.
+        self._volumes.append(volume)
+        self._scores.append(confidence)
 
     def _next_smoothed_volume(self, audio: bytes) -> float:
         """The volume the state machine will read for this window, as its `_get_smoothed_volume`
@@ -228,6 +233,7 @@ class SharedSileroVADAnalyzer(VADAnalyzer):
         ):
             self._stream.reset()
             self._windows_since_reset = 0
+            self._unscored_windows = 0  # the silence it is taken up after counts from here
 
 
 class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):

@@ -43,11 +43,11 @@ class SileroStream:
     def resume_after_silence(
         self, session: onnxruntime.InferenceSession, windows: int, last: np.ndarray
     ) -> None:
-        """Take up the stream after `windows` unscored windows of silence, the last of them `last`.
+        """Take up the stream after unscored digital silence, the last window of it `last`.
 
-        The model is left as a fresh one is after that much digital silence (at most a model-reset
-        interval of it: Silero's periodic reset restarts it during silence), with the last window's
-        tail as context.
+        The model is left as a fresh one is after `windows` windows of digital silence (at most
+        a model-reset interval of them: Silero's periodic reset restarts it during silence), with
+        the last window's tail as context: exactly where scoring them from fresh would have left it.
         """
         self.state = states_after_silence(session, self.sample_rate)[min(windows, SILENCE_STATES - 1)]
         self.context = last[-CONTEXT_SAMPLES[self.sample_rate] :].copy()
@@ -62,6 +62,7 @@ def states_after_silence(session: onnxruntime.InferenceSession, sample_rate: int
     """The model's state after 0, 1, 2, ... windows of digital silence from a fresh start (once per
     process and rate: 64 tiny inferences, about 5 ms)."""
     stream = SileroStream(sample_rate)
+    stream.state.setflags(write=False)
     states = [stream.state]
     silence = np.zeros(CONTEXT_SAMPLES[sample_rate] + WINDOW_SAMPLES[sample_rate], dtype=np.float32)
     for _ in range(SILENCE_STATES - 1):
@@ -69,6 +70,7 @@ def states_after_silence(session: onnxruntime.InferenceSession, sample_rate: int
             None,
             {"input": silence[None, :], "state": states[-1], "sr": np.array(sample_rate, dtype=np.int64)},
         )
+        state.setflags(write=False)  # shared by every stream taken up after silence
         states.append(state)
     return tuple(states)
 

@@ -206,11 +206,6 @@ class RollingVolumeTracker(AudioVolumeTracker):
             self._volume = None
 
     @property
-    def silent(self) -> bool:
-        """The last 400 ms were heard, and measured below BS.1770's absolute gate (-70 LUFS)."""
-        return self._samples >= self._filter.window_samples and self.volume == 0.0
-
-    @property
     def volume(self) -> float:
         """Volume of the last 400 ms, 0 (quiet) to 1 (loud); 0 until 400 ms have been heard."""
         if self._volume is None:

@@ -113,7 +113,8 @@ def speech_turns(states: list[VADState]) -> list[tuple[int, VADState]]:
 @pytest.mark.parametrize("audio", [question, conversation, levels_pcm16])
 async def test_silence_goes_unscored_and_speech_is_found_where_pipecats_vad_finds_it(audio, sample_rate):
     """Windows of digital silence while the caller is quiet are not sent to Silero. Every start and
-    stop of speech stays where Pipecat's VAD puts it, give or take two frames: less than Pipecat's
+    stop of speech stays where Pipecat's VAD puts it, give or take two frames (after a pause too
+    short for Silero's periodic reset the model is taken up approximately): less than Pipecat's
     own spread when the same audio merely comes a second later (its model then heard more silence)."""
     pcm16 = audio(sample_rate)
     theirs = speech_turns(await run_alone(new(PipecatReference, sample_rate), pcm16, sample_rate))
@@ -125,14 +126,30 @@ async def test_silence_goes_unscored_and_speech_is_found_where_pipecats_vad_find
     assert len(ours) == len(theirs) >= 2
     for (our_frame, our_state), (their_frame, their_state) in zip(ours, theirs, strict=True):
         assert our_state == their_state and abs(our_frame - their_frame) <= 2
-    assert batcher.windows - scored_before < 0.8 * len(
-        call.volumes
-    )  # a fifth or more of the windows were silence
+    assert batcher.windows - scored_before < 0.8 * len(call.volumes)  # a fifth or more were silence
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 8000])
+async def test_after_silence_the_model_scores_exactly_as_pipecats(sample_rate):
+    """Before the first words and across a pause long enough for Silero's periodic reset, the
+    model is taken up exactly where scoring the silence would have left it: counted from the
+    last reset, which falls 2 s into a long silence."""
+    pcm16 = silence_pcm16(3.0, sample_rate) + conversation(sample_rate)
+    reference, call = new(PipecatReference, sample_rate), new(Ours, sample_rate)
+    theirs = await run_alone(reference, pcm16, sample_rate)
+    ours = await run_alone(call, pcm16, sample_rate)
+
+    scored = [i for i, confidence in enumerate(call.confidences) if confidence != 0.0]
+    assert len(call.confidences) - len(scored) > 150  # the silence went unscored
+    np.testing.assert_allclose(
+        [call.confidences[i] for i in scored], [reference.confidences[i] for i in scored], atol=1e-5
+    )
+    assert ours == theirs
 
 
 async def test_faint_noise_is_scored_like_any_sound():
-    """Only audio under BS.1770's absolute gate (-70 LUFS over 400 ms) counts as silence: a line
-    with faint hiss (-61 dBFS) is scored window for window, as Pipecat scores it."""
+    """Only digital silence goes unscored: a line with faint hiss (-61 dBFS) is scored window for
+    window, as Pipecat scores it."""
     hiss = noise_pcm16(1.0, 16000, 30)
     pcm16 = hiss + speech_pcm16("What is the capital of France?", pad_secs=0.0) + hiss
     batcher = SileroBatcher.for_running_loop(vad_model_session())
