@@ -62,6 +62,15 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
 
+def _or_zero(measure) -> float:
+    """A measurement of one of the server's processes; 0 if it has exited meanwhile (a short-lived
+    helper child: the 14:17 run stopped on one)."""
+    try:
+        return measure()
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
 class Server:
     """One server process (ours or the baseline) on the fakes, with CPU and memory readings."""
 
@@ -116,7 +125,7 @@ class Server:
         return [root, *root.children(recursive=True)]
 
     def rss_mb(self) -> float:
-        return sum(p.memory_info().rss for p in self.processes()) / 2**20
+        return sum(_or_zero(lambda p=p: p.memory_info().rss) for p in self.processes()) / 2**20
 
     def counters(self) -> dict[str, float]:
         """Our `/metrics`: speculative replies by outcome, and turns answered (voice-to-voice count)."""
@@ -183,12 +192,12 @@ def load(
         client_lag.samples.clear()
         procs = server.processes()
         for p in procs:
-            p.cpu_percent(None)
+            _or_zero(lambda p=p: p.cpu_percent(None))
         load_generator.cpu_percent(None)
         window_start = time.monotonic()
         talkers = await run
         lag_task.cancel()
-        cpu = sum(p.cpu_percent(None) for p in procs)
+        cpu = sum(_or_zero(lambda p=p: p.cpu_percent(None)) for p in procs)
         window = time.monotonic() - window_start
         return talkers, cpu, load_generator.cpu_percent(None), window, client_lag.percentile_ms(99)
 
