@@ -134,7 +134,6 @@ class SharedSileroVADAnalyzer(VADAnalyzer):
         self._volumes: deque[float] = deque()  # the state machine's volume for those windows
         self._skip_silence = skip_silence
         self._unscored_windows = 0  # silent windows since the last one scored, or the model's reset
-        self._last_unscored = b""
 
     def set_sample_rate(self, sample_rate: int) -> None:
         super().set_sample_rate(sample_rate)
@@ -174,7 +173,7 @@ class SharedSileroVADAnalyzer(VADAnalyzer):
         return self._state
 
     async def _score_window(self, audio: bytes) -> None:
-        """Score one window, unless the caller is quiet and has been silent for the last 400 ms."""
+        """Score one window, unless it is digital silence while the caller is quiet."""
         volume = self._next_smoothed_volume(audio)
         if (
             self._skip_silence
@@ -185,11 +184,9 @@ class SharedSileroVADAnalyzer(VADAnalyzer):
             self._volumes.append(volume)
             self._scores.append(0.0)
             self._unscored_windows += 1
-            self._last_unscored = audio
             return
         if self._unscored_windows:
-            last = np.frombuffer(self._last_unscored, np.int16).astype(np.float32) / 32768.0
-            self._stream.resume_after_silence(vad_model_session(), self._unscored_windows, last)
+            self._stream.resume_after_silence(vad_model_session(), self._unscored_windows)
             self._unscored_windows = 0
         window = np.frombuffer(audio, np.int16).astype(np.float32) / 32768.0
         batcher = SileroBatcher.for_running_loop(vad_model_session())

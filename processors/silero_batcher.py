@@ -40,17 +40,15 @@ class SileroStream:
         self.state = np.zeros(STATE_SHAPE, dtype=np.float32)
         self.context = np.zeros(CONTEXT_SAMPLES[self.sample_rate], dtype=np.float32)
 
-    def resume_after_silence(
-        self, session: onnxruntime.InferenceSession, windows: int, last: np.ndarray
-    ) -> None:
-        """Take up the stream after unscored digital silence, the last window of it `last`.
+    def resume_after_silence(self, session: onnxruntime.InferenceSession, windows: int) -> None:
+        """Take up the stream after `windows` unscored windows of digital silence.
 
-        The model is left as a fresh one is after `windows` windows of digital silence (at most
-        a model-reset interval of them: Silero's periodic reset restarts it during silence), with
-        the last window's tail as context: exactly where scoring them from fresh would have left it.
+        The model is left as a fresh one is after that many all-zero windows (at most a
+        model-reset interval of them: Silero's periodic reset restarts it during silence), with
+        zeros as context: exactly where scoring them from fresh would have left it.
         """
         self.state = states_after_silence(session, self.sample_rate)[min(windows, SILENCE_STATES - 1)]
-        self.context = last[-CONTEXT_SAMPLES[self.sample_rate] :].copy()
+        self.context = np.zeros(CONTEXT_SAMPLES[self.sample_rate], dtype=np.float32)
 
 
 # Windows of silence whose model states are kept: Silero's model-reset interval (2 s) of them.

@@ -171,7 +171,7 @@ async def test_a_stream_taken_up_after_silence_scores_as_one_that_heard_the_sile
     heard, taken_up, fresh = SileroStream(16000), SileroStream(16000), SileroStream(16000)
     for _ in range(20):
         await batcher.score(heard, silence)
-    taken_up.resume_after_silence(session, 20, silence)
+    taken_up.resume_after_silence(session, 20)
 
     fresh_errors = []
     for window in windows:
