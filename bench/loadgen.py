@@ -15,10 +15,11 @@ import random
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import pipecat.frames.protobufs.frames_pb2 as frame_protos
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+
+from tests.support.speech import noise_pcm16
 
 FRAME_SECS = 0.02
 SAMPLE_RATE = 16000
@@ -40,9 +41,7 @@ def speech_frames(pcm16: bytes) -> list[bytes]:
 
 SILENCE_FRAME_PCM = bytes(FRAME_BYTES)
 # A line's hiss at -60 dBFS (white noise), for callers who are not digitally silent between turns.
-LINE_NOISE_FRAME_PCM = (
-    np.random.default_rng(3).normal(0, 33, FRAME_BYTES // 2).round().astype(np.int16).tobytes()
-)
+LINE_NOISE_FRAME_PCM = noise_pcm16(FRAME_SECS, SAMPLE_RATE, level=33, seed=3)
 # What every caller sends between utterances (bench.run --line-noise picks the hiss).
 pause_frame_pcm = SILENCE_FRAME_PCM
 
