@@ -13,10 +13,11 @@ import argparse
 import asyncio
 
 from pipecat.audio.vad.silero import SileroVADAnalyzer
-from pipecat.audio.vad.vad_analyzer import VADParams, VADState
+from pipecat.audio.vad.vad_analyzer import VADParams
 
 from processors.shared_models import SharedSileroVADAnalyzer
 from tests.support.speech import levels_pcm16, silence_pcm16, speech_pcm16
+from tests.support.vad import FRAME_SECS, run_alone, speech_turns
 
 SENTENCES = [
     "What is the capital of France?",
@@ -26,7 +27,6 @@ SENTENCES = [
     "Yes.",
     "No, thank you. That is all.",
 ]
-FRAME_SECS = 0.02
 
 
 def audios(sample_rate: int) -> dict[str, bytes]:
@@ -45,19 +45,10 @@ def audios(sample_rate: int) -> dict[str, bytes]:
     return clips
 
 
-async def speech_turns(
-    analyzer, pcm16: bytes, sample_rate: int, skip_frames: int = 0
-) -> list[tuple[int, str]]:
-    """(frame, state) wherever the VAD starts or stops hearing speech, frames counted from `skip_frames`."""
+async def speech_turns_of(analyzer, pcm16: bytes, sample_rate: int, skip_frames: int = 0):
+    """Where the analyzer starts and stops hearing speech, frames counted from `skip_frames`."""
     analyzer.set_sample_rate(sample_rate)
-    size = int(sample_rate * FRAME_SECS) * 2
-    turns, last = [], VADState.QUIET
-    for index, start in enumerate(range(0, len(pcm16), size)):
-        state = await analyzer.analyze_audio(pcm16[start : start + size])
-        if state in (VADState.SPEAKING, VADState.QUIET) and state != last and index >= skip_frames:
-            turns.append((index - skip_frames, state.name))
-            last = state
-    return turns
+    return speech_turns((await run_alone(analyzer, pcm16, sample_rate))[skip_frames:])
 
 
 def pipecat() -> SileroVADAnalyzer:
@@ -69,12 +60,12 @@ async def main(lead_secs: float) -> None:
         clips = audios(sample_rate)
         ours_differ = pipecat_differs = 0
         for name, pcm16 in clips.items():
-            theirs = await speech_turns(pipecat(), pcm16, sample_rate)
-            ours = await speech_turns(
+            theirs = await speech_turns_of(pipecat(), pcm16, sample_rate)
+            ours = await speech_turns_of(
                 SharedSileroVADAnalyzer(params=VADParams(stop_secs=0.2)), pcm16, sample_rate
             )
             lead = silence_pcm16(lead_secs, sample_rate)
-            later = await speech_turns(pipecat(), lead + pcm16, sample_rate, round(lead_secs / FRAME_SECS))
+            later = await speech_turns_of(pipecat(), lead + pcm16, sample_rate, round(lead_secs / FRAME_SECS))
             ours_differ += ours != theirs
             pipecat_differs += later != theirs
             if ours != theirs:

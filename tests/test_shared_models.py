@@ -22,13 +22,7 @@ from processors.shared_models import (
 from processors.silero_batcher import SileroBatcher, SileroStream
 from processors.vad_volume import RollingVolumeTracker
 from tests.support.speech import levels_pcm16, noise_pcm16, silence_pcm16, speech_pcm16
-
-FRAME_SECS = 0.02  # transports deliver 20 ms frames
-
-
-def frames(pcm16: bytes, sample_rate: int = 16000) -> list[bytes]:
-    size = int(sample_rate * FRAME_SECS) * 2
-    return [pcm16[i : i + size] for i in range(0, len(pcm16), size)]
+from tests.support.vad import frames, run_alone, speech_turns
 
 
 class PipecatReference(SileroVADAnalyzer):
@@ -76,10 +70,6 @@ def new(cls, sample_rate: int = 16000, **kwargs):
     return analyzer
 
 
-async def run_alone(analyzer, pcm16: bytes, sample_rate: int = 16000) -> list[VADState]:
-    return [await analyzer.analyze_audio(frame) for frame in frames(pcm16, sample_rate)]
-
-
 def question(sample_rate: int = 16000) -> bytes:
     return (
         silence_pcm16(0.5, sample_rate)
@@ -97,16 +87,6 @@ def conversation(sample_rate: int = 16000) -> bytes:
         + speech_pcm16("And what about Spain?", sample_rate)
         + silence_pcm16(0.6, sample_rate)
     )
-
-
-def speech_turns(states: list[VADState]) -> list[tuple[int, VADState]]:
-    """(frame index, state) where the VAD starts or stops hearing speech."""
-    turns, last = [], VADState.QUIET
-    for i, state in enumerate(states):
-        if state in (VADState.SPEAKING, VADState.QUIET) and state != last:
-            turns.append((i, state))
-            last = state
-    return turns
 
 
 @pytest.mark.parametrize("sample_rate", [16000, 8000])
